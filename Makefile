@@ -1,0 +1,43 @@
+# Everything a user or CI needs: `make demo`, `make test`. The virtual environment is built on demand.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: venv test test-fast lint format demo bench local-aws clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt include/job/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: $(STAMP)
+	$(BIN)/python -m include.demo
+
+bench: $(STAMP)
+	$(BIN)/python -m include.bench
+
+local-aws: $(STAMP)
+	$(BIN)/python -m include.local_aws
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
