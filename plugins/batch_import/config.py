@@ -189,7 +189,9 @@ def _validate(config: PipelineConfig) -> None:
     for key in ("landing_prefix", "rejected_prefix", "manifest_prefix"):
         prefix = getattr(config.bucket, key)
         if not prefix.endswith("/") or prefix.startswith("/"):
-            raise ConfigError(f"pipeline config bucket.{key}: {prefix!r} must end with '/' and not start with '/'")
+            raise ConfigError(
+                f"pipeline config bucket.{key}: {prefix!r} must end with '/' and not start with '/'"
+            )
     prefixes = [config.bucket.landing_prefix, config.bucket.rejected_prefix, config.bucket.manifest_prefix]
     for a in prefixes:
         for b in prefixes:
@@ -203,7 +205,9 @@ def _validate(config: PipelineConfig) -> None:
         raise ConfigError("pipeline config import.max_shards: must be between 1 and 10000")
 
 
-def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> PipelineConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> PipelineConfig:
     """Read the pipeline config file and apply ``CSV_IMPORT__SECTION__KEY`` environment overrides."""
     env = os.environ if environ is None else environ
     config_path = Path(path or env.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
