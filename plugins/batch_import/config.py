@@ -40,6 +40,7 @@ class BucketConfig:
     landing_prefix: str
     rejected_prefix: str
     manifest_prefix: str
+    kms_key_id: str
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class BatchConfig:
     attempt_timeout_seconds: int
     assign_public_ip: bool
     log_group: str
+    queue_priority: int
+    ready_timeout_seconds: int
 
     @property
     def is_fargate(self) -> bool:
