@@ -116,6 +116,7 @@ class ImportConfig:
     writer_concurrency: int
     poll_interval_seconds: int
     task_retries: int
+    retry_delay_seconds: int
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,42 @@ def _validate(config: PipelineConfig) -> None:
         raise ConfigError("pipeline config batch.attempts: AWS Batch allows 1 to 10 attempts")
     if config.import_.max_shards < 1 or config.import_.max_shards > 10000:
         raise ConfigError("pipeline config import.max_shards: must be between 1 and 10000")
+    _validate_schedule(config.schedule)
+
+
+def _validate_schedule(schedule: ScheduleConfig) -> None:
+    """A run triggered for one ``s3_key`` must never queue behind scheduled runs that wait for files.
+
+    With catchup off, a scheduled run's sensor gives up (skips the run) before the next tick creates the
+    next scheduled run, so scheduled runs hold at most one active-run slot; ``max_active_runs >= 2`` then
+    always leaves a slot for a UI run.
+    """
+    if schedule.max_active_runs < 2:
+        raise ConfigError(
+            "pipeline config schedule.max_active_runs: must be at least 2, so that a run triggered for one "
+            "s3_key never waits behind a scheduled run whose sensor is waiting for files"
+        )
+    if schedule.sensor_grace_seconds < 1 or schedule.sensor_poke_seconds < 1:
+        raise ConfigError(
+            "pipeline config schedule.sensor_grace_seconds/sensor_poke_seconds: must be positive"
+        )
+    from datetime import datetime, timedelta
+
+    from croniter import croniter  # an Airflow dependency; imported here so the job never needs it
+
+    try:
+        ticks = croniter(schedule.cron, datetime(2001, 1, 1))
+    except (ValueError, KeyError) as err:
+        raise ConfigError(
+            f"pipeline config schedule.cron: {schedule.cron!r} is not a cron expression: {err}"
+        ) from err
+    times = [ticks.get_next(datetime) for _ in range(16)]
+    shortest = min(later - earlier for earlier, later in zip(times, times[1:], strict=False))
+    if timedelta(seconds=schedule.sensor_grace_seconds) >= shortest:
+        raise ConfigError(
+            f"pipeline config schedule.sensor_grace_seconds: {schedule.sensor_grace_seconds} s must be shorter "
+            f"than the schedule's shortest interval ({int(shortest.total_seconds())} s), or waiting runs pile up"
+        )
 
 
 def load_config(
