@@ -1,0 +1,513 @@
+"""Thin operators of the import DAG, in the style of the Amazon provider.
+
+Each one only assigns in its constructor, takes ``aws_conn_id``/``region_name`` (flowing to boto3 through
+the provider's hooks) and hands the work to plain functions in :mod:`batch_import.files` and
+:mod:`batch_import.verification`.
+
+* :class:`LandingFileSensor` (``S3KeySensor``): waits for a ``.csv``/``.csv.gz`` in the run's partition, or
+  checks the one ``s3_key`` of a UI run without waiting; a timeout skips the run, naming the date.
+* :class:`ListLandedFilesOperator`: the partition's files (or the one ``s3_key``) as import plans.
+* :class:`BatchSubmitOperator` (``BatchOperator``): reattaches to the job already submitted for this run and
+  file on a retry; classifies failures by the job's exit code.
+* :class:`VerifyImportOperator`: counts the import's items and compares them with the manifests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.operators.batch import BatchOperator
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
+
+from batch_import import files
+from csv_importer.exit_codes import NON_RETRYABLE, ExitCode
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# Failures a retry cannot fix: USAGE, BAD_INPUT, REJECT_RATIO_EXCEEDED (the job's documented exit codes).
+NON_RETRYABLE_EXIT_CODES = frozenset(int(code) for code in NON_RETRYABLE)
+
+
+def _params(context: Context) -> dict[str, Any]:
+    return dict(context.get("params") or {})
+
+
+def requested_s3_key(context: Context) -> str | None:
+    """The ``s3_key`` param of a run (None or empty for a scheduled partition run)."""
+    value = _params(context).get("s3_key")
+    return value or None
+
+
+def has_landed_csv(landed: list[dict[str, Any]]) -> bool:
+    """``check_fn`` of the sensor: at least one ``.csv``/``.csv.gz`` among the matching objects."""
+    return any(files.is_landed_csv(str(obj.get("Key", ""))) for obj in landed)
+
+
+class LandingFileSensor(S3KeySensor):
+    """Wait for a ``.csv``/``.csv.gz`` under ``<landing_prefix><YYYY-MM-DD>/`` of the run's partition.
+
+    Subclassed because the partition comes from the run (``ds``, or ``run_after`` when a REST run has no
+    logical date) and because a timeout must end the run as skipped, naming the date. A run with an
+    explicit ``s3_key`` param does not wait: the key is confined to the landing prefix and checked once.
+
+    :param landing_prefix: the landing prefix, e.g. ``incoming/`` (templated)
+    """
+
+    template_fields: Sequence[str] = (*S3KeySensor.template_fields, "landing_prefix")
+
+    def __init__(self, *, bucket_name: str, landing_prefix: str, **kwargs: Any) -> None:
+        super().__init__(
+            bucket_key=f"{landing_prefix}*",
+            bucket_name=bucket_name,
+            wildcard_match=True,
+            check_fn=has_landed_csv,
+            **kwargs,
+        )
+        self.landing_prefix = landing_prefix
+
+    def execute(self, context: Context) -> None:
+        s3_key = requested_s3_key(context)
+        if s3_key is not None:
+            self._check_requested_key(s3_key)
+            return
+        date = files.partition_date(context)
+        self.bucket_key = f"{files.partition_prefix(self.landing_prefix, date)}*"
+        try:
+            super().execute(context)
+        except AirflowSensorTimeout as err:
+            raise AirflowSkipException(
+                f"No .csv or .csv.gz file landed for {date} under s3://{self.bucket_name}/"
+                f"{files.partition_prefix(self.landing_prefix, date)} within the {self.timeout:.0f} s grace "
+                "period; skipping this run (trigger it again with s3_key once the file is there)"
+            ) from err
+
+    def _check_requested_key(self, s3_key: str) -> None:
+        try:
+            key = files.confine_to_landing_prefix(
+                s3_key, landing_prefix=self.landing_prefix, bucket_name=str(self.bucket_name)
+            )
+            files.describe_landed_file(self.hook.conn, bucket_name=str(self.bucket_name), key=key)
+        except files.LandingKeyError as err:
+            raise AirflowFailException(str(err)) from err
+        self.log.info("Importing the requested object s3://%s/%s; not waiting", self.bucket_name, key)
+
+
+class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
+    """List the files of the run (its partition, or the one ``s3_key``) as import plans for task mapping.
+
+    Files whose import is already verified are left out unless the ``reprocess`` param is set. Returns a
+    list of :class:`batch_import.files.ImportPlan` (the ``expand_kwargs`` of ``import_file``/``verify_file``).
+
+    :param bucket_name: the landing bucket (templated)
+    :param landing_prefix: e.g. ``incoming/`` (templated)
+    :param manifest_prefix: where the job writes manifests and ``verify_file`` its marker (templated)
+    :param table_name: the target DynamoDB table (templated)
+    :param column_types: the job's ``column_types`` (templated)
+    :param writer_concurrency: BatchWriteItem requests in flight per job
+    :param shard_threshold_bytes: files above this size run as array jobs
+    :param shard_target_bytes: roughly this many bytes per shard
+    :param max_shards: upper bound of an array job's size
+    :param default_max_reject_ratio: used when the run's ``max_reject_ratio`` param is empty
+    """
+
+    aws_hook_class = S3Hook
+    template_fields: Sequence[str] = aws_template_fields(
+        "bucket_name", "landing_prefix", "manifest_prefix", "table_name", "column_types"
+    )
+
+    def __init__(
+        self,
+        *,
+        bucket_name: str,
+        landing_prefix: str,
+        manifest_prefix: str,
+        table_name: str,
+        column_types: str,
+        writer_concurrency: int,
+        shard_threshold_bytes: int,
+        shard_target_bytes: int,
+        max_shards: int,
+        default_max_reject_ratio: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bucket_name = bucket_name
+        self.landing_prefix = landing_prefix
+        self.manifest_prefix = manifest_prefix
+        self.table_name = table_name
+        self.column_types = column_types
+        self.writer_concurrency = writer_concurrency
+        self.shard_threshold_bytes = shard_threshold_bytes
+        self.shard_target_bytes = shard_target_bytes
+        self.max_shards = max_shards
+        self.default_max_reject_ratio = default_max_reject_ratio
+
+    def execute(self, context: Context) -> list[files.ImportPlan]:
+        params = _params(context)
+        s3_client = self.hook.conn
+        s3_key = requested_s3_key(context)
+        try:
+            if s3_key is not None:
+                key = files.confine_to_landing_prefix(
+                    s3_key, landing_prefix=self.landing_prefix, bucket_name=self.bucket_name
+                )
+                landed = [files.describe_landed_file(s3_client, bucket_name=self.bucket_name, key=key)]
+            else:
+                prefix = files.partition_prefix(self.landing_prefix, files.partition_date(context))
+                landed = files.list_partition(s3_client, bucket_name=self.bucket_name, prefix=prefix)
+        except files.LandingKeyError as err:
+            raise AirflowFailException(str(err)) from err
+        ratio = params.get("max_reject_ratio")
+        settings = files.ImportSettings(
+            bucket_name=self.bucket_name,
+            landing_prefix=self.landing_prefix,
+            manifest_prefix=self.manifest_prefix,
+            table_name=self.table_name,
+            column_types=self.column_types,
+            max_reject_ratio=self.default_max_reject_ratio if ratio is None else float(ratio),
+            writer_concurrency=self.writer_concurrency,
+            shard_threshold_bytes=self.shard_threshold_bytes,
+            shard_target_bytes=self.shard_target_bytes,
+            max_shards=self.max_shards,
+        )
+        plans = files.plan_imports(landed, settings, dag_id=context["dag"].dag_id, run_id=context["run_id"])
+        if not params.get("reprocess"):
+            kept = []
+            for plan in plans:
+                if files.is_verified(
+                    s3_client,
+                    bucket_name=self.bucket_name,
+                    manifest_prefix=self.manifest_prefix,
+                    import_id=plan["import_id"],
+                ):
+                    self.log.info(
+                        "Skipping s3://%s/%s: import %s is already verified (set reprocess to import it again)",
+                        self.bucket_name,
+                        plan["s3_key"],
+                        plan["import_id"],
+                    )
+                else:
+                    kept.append(plan)
+            plans = kept
+        for plan in plans:
+            self.log.info(
+                "Will import s3://%s/%s (%d bytes) as import %s in %d shard(s), Batch job name %s",
+                self.bucket_name,
+                plan["s3_key"],
+                plan["size_bytes"],
+                plan["import_id"],
+                plan["shard_count"],
+                plan["job_name"],
+            )
+        if not plans:
+            raise AirflowSkipException(
+                f"Nothing to import: {len(landed)} file(s) found, all already verified"
+            )
+        return plans
+
+
+class ImportJobHook(BatchClientHook):
+    """``BatchClientHook`` polling every ``poll_interval_seconds`` at most.
+
+    The provider sleeps 1-10 s at random and then backs off exponentially up to 10 minutes between polls,
+    which is too slow to follow short imports and to fail a bad file within a minute.
+    """
+
+    def __init__(self, *args: Any, poll_interval_seconds: float = 15.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.poll_interval_seconds = poll_interval_seconds
+
+    def delay(self, delay: float | None = None) -> None:  # type: ignore[override]
+        """Sleep ``delay`` seconds, never longer than the poll interval."""
+        wanted = self.poll_interval_seconds if delay is None else delay
+        time.sleep(max(0.0, min(wanted, self.poll_interval_seconds)))
+
+    def exponential_delay(self, tries: int) -> float:  # type: ignore[override]
+        """The provider's back-off, capped at the poll interval."""
+        return min(BatchClientHook.exponential_delay(tries), self.poll_interval_seconds)
+
+
+class BatchSubmitOperator(BatchOperator):
+    """``BatchOperator`` that reattaches on retry and tells retryable from final failures.
+
+    * Reattach: the job name is deterministic per (dag_id, run_id, file); before submitting, the queue's
+      jobs with that name are listed (``ListJobs`` with a ``JOB_NAME`` filter). A job that is still
+      SUBMITTED..RUNNING, or SUCCEEDED, is followed instead of submitting a second import of the file.
+    * Failures: a job that exited with a code a retry cannot fix (:data:`NON_RETRYABLE_EXIT_CODES`, also
+      in any child of an array job) raises ``AirflowFailException`` with the manifests' counts; any other
+      failure stays a retryable ``AirflowException``.
+
+    :param import_id: the import id the job stamps on every item (templated)
+    :param s3_key: the object being imported (templated)
+    :param bucket_name: the landing bucket, where manifests and rejected rows go (templated)
+    :param manifest_prefix: e.g. ``manifests/`` (templated)
+    :param rejected_prefix: e.g. ``rejected/`` (templated)
+    :param shard_count: number of shards (1: a single job) (templated)
+    """
+
+    aws_hook_class = ImportJobHook
+    template_fields: Sequence[str] = (
+        *BatchOperator.template_fields,
+        "import_id",
+        "s3_key",
+        "bucket_name",
+        "manifest_prefix",
+        "rejected_prefix",
+        "shard_count",
+    )
+
+    def __init__(
+        self,
+        *,
+        import_id: str,
+        s3_key: str,
+        bucket_name: str,
+        manifest_prefix: str,
+        rejected_prefix: str,
+        shard_count: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.import_id = import_id
+        self.s3_key = s3_key
+        self.bucket_name = bucket_name
+        self.manifest_prefix = manifest_prefix
+        self.rejected_prefix = rejected_prefix
+        self.shard_count = shard_count
+
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        return {**super()._hook_parameters, "poll_interval_seconds": self.poll_interval}
+
+    def find_submitted_job(self) -> dict[str, Any] | None:
+        """The newest job of this name on the queue that is in flight or succeeded, if any."""
+        paginator = self.hook.client.get_paginator("list_jobs")
+        reusable = (*self.hook.INTERMEDIATE_STATES, self.hook.SUCCESS_STATE)
+        candidates = [
+            job
+            for page in paginator.paginate(
+                jobQueue=self.job_queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}]
+            )
+            for job in page.get("jobSummaryList", [])
+            if job.get("jobName") == self.job_name and job.get("status") in reusable
+        ]
+        return max(candidates, key=lambda job: job.get("createdAt", 0), default=None)
+
+    def submit_job(self, context: Context) -> None:
+        self.tags = {
+            **self.tags,
+            "dag_id": context["dag"].dag_id,
+            "run_id": context["run_id"],
+            "import_id": str(self.import_id),
+        }
+        existing = self.find_submitted_job()
+        if existing is None:
+            super().submit_job(context)
+            return
+        self.job_id = existing["jobId"]
+        self.log.info(
+            "Reattaching to AWS Batch job %s (%s, status %s) already submitted for s3://%s/%s in this run; "
+            "not submitting a second import",
+            self.job_id,
+            self.job_name,
+            existing.get("status"),
+            self.bucket_name,
+            self.s3_key,
+        )
+
+    def monitor_job(self, context: Context) -> None:
+        try:
+            super().monitor_job(context)
+        except AirflowFailException:
+            raise
+        except AirflowException as err:
+            if not self.job_id:
+                raise
+            job = self.hook.get_job_description(self.job_id)
+            if job.get("status") != self.hook.FAILURE_STATE:
+                raise
+            exit_codes = self.failed_exit_codes(job)
+            final = sorted(exit_codes & NON_RETRYABLE_EXIT_CODES)
+            if not final:
+                raise AirflowException(
+                    f"AWS Batch job {self.job_id} importing s3://{self.bucket_name}/{self.s3_key} failed "
+                    f"(exit codes {sorted(exit_codes) or 'none'}, {job.get('statusReason', 'no reason given')}); "
+                    "a retry may fix this"
+                ) from err
+            raise AirflowFailException(self.final_failure_message(job, final)) from err
+
+    def failed_exit_codes(self, job: dict[str, Any]) -> set[int]:
+        """Exit codes of the failed job, or of the failed children of an array job."""
+        codes = {self._exit_code(job)} - {None}
+        if job.get("arrayProperties", {}).get("size"):
+            client = self.hook.client
+            child_ids = [
+                child["jobId"]
+                for page in client.get_paginator("list_jobs").paginate(
+                    arrayJobId=self.job_id, jobStatus="FAILED"
+                )
+                for child in page.get("jobSummaryList", [])
+            ]
+            for start in range(0, len(child_ids), 100):
+                for child in client.describe_jobs(jobs=child_ids[start : start + 100])["jobs"]:
+                    codes.add(self._exit_code(child))
+        return {code for code in codes if code is not None}
+
+    @staticmethod
+    def _exit_code(job: dict[str, Any]) -> int | None:
+        code = job.get("container", {}).get("exitCode")
+        if code is None:
+            attempts = job.get("attempts") or []
+            code = attempts[-1].get("container", {}).get("exitCode") if attempts else None
+        return int(code) if code is not None else None
+
+    def final_failure_message(self, job: dict[str, Any], exit_codes: list[int]) -> str:
+        """What failed and the manifests' counts, for a failure no retry can fix."""
+        from batch_import.verification import VerificationError, read_manifests, total_manifests
+
+        where = f"s3://{self.bucket_name}/{self.s3_key}"
+        s3_client = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).conn
+        try:
+            manifests = read_manifests(
+                s3_client,
+                bucket_name=self.bucket_name,
+                manifest_prefix=self.manifest_prefix,
+                import_id=self.import_id,
+                shard_count=int(self.shard_count),
+            )
+            counts = (
+                total_manifests(self.import_id, int(self.shard_count), manifests).describe()
+                if manifests
+                else "no manifest was written"
+            )
+        except VerificationError as err:
+            counts = str(err)
+        return (
+            f"Import {self.import_id} of {where} failed and is not retried: AWS Batch job {self.job_id} exited "
+            f"with {', '.join(f'{code} ({ExitCode(code).name})' for code in exit_codes)}; {counts}; "
+            f"rejected rows under s3://{self.bucket_name}/{self.rejected_prefix}{self.import_id}/"
+        )
+
+
+class VerifyImportOperator(AwsBaseOperator[DynamoDBHook]):
+    """Count the items of one import in DynamoDB and compare them with the job's manifests.
+
+    Re-counts up to ``settle_attempts`` times (the index is eventually consistent), then fails without
+    retry, naming the numbers. On success writes ``manifests/<import_id>/verified.json``.
+
+    :param import_id: the import to verify (templated)
+    :param s3_key: its object (templated)
+    :param shard_count: the number of shards it ran in (templated)
+    :param bucket_name: the landing bucket (templated)
+    :param manifest_prefix: e.g. ``manifests/`` (templated)
+    :param rejected_prefix: e.g. ``rejected/`` (templated)
+    :param table_name: the DynamoDB table (templated)
+    :param index_name: the GSI on ``importSlot`` (templated)
+    :param key_schema: ``[(attribute, S|N), ...]`` of the table key
+    :param settle_attempts: how many times to count before concluding
+    :param settle_seconds: pause between counts
+    """
+
+    aws_hook_class = DynamoDBHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "import_id",
+        "s3_key",
+        "shard_count",
+        "bucket_name",
+        "manifest_prefix",
+        "rejected_prefix",
+        "table_name",
+        "index_name",
+    )
+
+    def __init__(
+        self,
+        *,
+        import_id: str,
+        s3_key: str,
+        shard_count: int,
+        bucket_name: str,
+        manifest_prefix: str,
+        rejected_prefix: str,
+        table_name: str,
+        index_name: str,
+        key_schema: Sequence[tuple[str, str]],
+        settle_attempts: int = 3,
+        settle_seconds: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.import_id = import_id
+        self.s3_key = s3_key
+        self.shard_count = shard_count
+        self.bucket_name = bucket_name
+        self.manifest_prefix = manifest_prefix
+        self.rejected_prefix = rejected_prefix
+        self.table_name = table_name
+        self.index_name = index_name
+        self.key_schema = key_schema
+        self.settle_attempts = settle_attempts
+        self.settle_seconds = settle_seconds
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from batch_import.verification import VerificationError, verify_import, write_verified_marker
+
+        s3_client = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).conn
+        dynamodb_client = self.hook.client
+        for attempt in range(1, max(1, self.settle_attempts) + 1):
+            try:
+                result, totals = verify_import(
+                    s3_client=s3_client,
+                    dynamodb_client=dynamodb_client,
+                    bucket_name=self.bucket_name,
+                    manifest_prefix=self.manifest_prefix,
+                    rejected_prefix=self.rejected_prefix,
+                    s3_key=self.s3_key,
+                    import_id=self.import_id,
+                    shard_count=int(self.shard_count),
+                    table_name=self.table_name,
+                    index_name=self.index_name,
+                    key_schema=[tuple(pair) for pair in self.key_schema],  # type: ignore[misc]
+                )
+            except VerificationError as err:
+                raise AirflowFailException(str(err)) from err
+            self.log.info(
+                "Verification attempt %d: %s; manifests: %s", attempt, result.describe(), totals.describe()
+            )
+            if result.verified:
+                break
+            if attempt < self.settle_attempts:
+                time.sleep(self.settle_seconds)
+        else:
+            raise AirflowFailException(f"Verification failed: {result.describe()}")
+        write_verified_marker(
+            s3_client,
+            bucket_name=self.bucket_name,
+            marker_key=files.verified_marker_key(self.manifest_prefix, self.import_id),
+            result=result,
+            run_id=context["run_id"],
+        )
+        self.log.info("Verified %s", result.describe())
+        return {
+            "import_id": result.import_id,
+            "s3_key": result.s3_key,
+            "rows_read": totals.rows_read,
+            "rows_imported": totals.rows_imported,
+            "rows_rejected": totals.rows_rejected,
+            "items_counted": result.counted,
+            "keys_superseded": result.superseded,
+        }
