@@ -1,7 +1,107 @@
-"""Command-line entry point (placeholder until the job lands)."""
+"""``csv-importer``: settings -> clients -> one shard's import -> exit code (see :mod:`csv_importer.exit_codes`).
+
+Every fatal condition ends with one line on stderr, ``csv-importer: <CODE NAME>: <object or table>: <reason>``.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
 
-def main(argv: list[str] | None = None) -> int:
-    return 0
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from csv_importer.exit_codes import ExitCode, JobFailure, is_retryable
+from csv_importer.importer import run_import
+from csv_importer.settings import ImportSettings, load_settings
+from csv_importer.writer import THROTTLING_CODES
+
+log = logging.getLogger("csv_importer")
+
+_TRANSIENT_BOTOCORE = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+
+
+def make_clients(settings: ImportSettings) -> tuple[Any, Any]:
+    """One S3 and one DynamoDB client for the whole process (the writer threads share the DynamoDB one).
+
+    Endpoints, region and credentials come from the environment as boto3 reads them
+    (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_DYNAMODB``, ...).
+    """
+    session = boto3.session.Session()
+    retries: Any = {"mode": "standard", "max_attempts": 10}
+    s3 = session.client("s3", config=Config(retries=retries, connect_timeout=10, read_timeout=60))
+    dynamodb = session.client(
+        "dynamodb",
+        config=Config(
+            retries=retries,
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=settings.writer_concurrency + 2,
+            # Items are built as well-formed AttributeValues by csv_importer.rows; skip re-validating them.
+            parameter_validation=False,
+        ),
+    )
+    return s3, dynamodb
+
+
+def _fail(code: ExitCode, message: str) -> int:
+    retry = "a retry may succeed" if is_retryable(code) else "a retry cannot fix this"
+    print(f"csv-importer: {code.name}: {message} ({retry})", file=sys.stderr, flush=True)
+    return int(code)
+
+
+def _classify_aws_error(error: Exception, settings: ImportSettings) -> tuple[ExitCode, str]:
+    where = f"{settings.source_uri} -> table {settings.table!r}"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in THROTTLING_CODES or code in {"SlowDown", "RequestTimeout", "InternalError"}:
+            return ExitCode.TRANSIENT, f"{where}: {code} after the client's retries"
+        return ExitCode.UNEXPECTED, f"{where}: {code}: {error}"
+    if isinstance(error, NoCredentialsError):
+        return ExitCode.USAGE, f"{where}: no AWS credentials found"
+    if isinstance(error, _TRANSIENT_BOTOCORE):
+        return ExitCode.TRANSIENT, f"{where}: {error}"
+    return ExitCode.UNEXPECTED, f"{where}: {type(error).__name__}: {error}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    try:
+        settings = load_settings(argv, os.environ)
+    except JobFailure as failure:
+        return _fail(failure.exit_code, failure.message)
+    try:
+        s3, dynamodb = make_clients(settings)
+        manifest = run_import(settings, s3=s3, dynamodb=dynamodb)
+    except JobFailure as failure:
+        return _fail(failure.exit_code, failure.message)
+    except (ClientError, BotoCoreError) as error:
+        code, message = _classify_aws_error(error, settings)
+        if code == ExitCode.UNEXPECTED:
+            log.exception("unexpected AWS error")
+        return _fail(code, message)
+    except Exception as error:
+        log.exception("unexpected error")
+        return _fail(ExitCode.UNEXPECTED, f"{settings.source_uri}: {type(error).__name__}: {error}")
+    if manifest.status == "reject_ratio_exceeded":
+        return _fail(
+            ExitCode.REJECT_RATIO_EXCEEDED,
+            f"{settings.source_uri}: {manifest.error}; valid rows are imported, rejected rows are in "
+            f"s3://{manifest.bucket}/{manifest.rejected_key}",
+        )
+    return int(ExitCode.OK)

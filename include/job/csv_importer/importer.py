@@ -1,0 +1,281 @@
+"""One shard of one import, end to end: key schema -> object stream -> rows -> writer -> rejected rows -> manifest."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from csv_importer.exit_codes import BadInput, JobFailure
+from csv_importer.import_id import derive_import_id
+from csv_importer.manifest import (
+    REJECTED_COLUMNS,
+    ImportManifest,
+    Status,
+    manifest_key,
+    rejected_key,
+    write_manifest,
+)
+from csv_importer.progress import PROGRESS_INTERVAL_SECONDS, ProgressLog
+from csv_importer.reader import ObjectSource, RecordError, iter_lines, iter_records, open_s3_object
+from csv_importer.rows import INDEX_SLOTS, RowConverter, RowRejected, describe_key_schema
+from csv_importer.settings import ImportSettings
+from csv_importer.writer import BatchItemWriter, RowOrigin, WriteOutcome
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+else:
+    DynamoDBClient = S3Client = Any
+
+log = logging.getLogger(__name__)
+
+SPOOL_REJECTED_BYTES = 8 * 1024 * 1024
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class RejectedRows:
+    """The rejected-rows CSV, spooled to a temporary file (memory up to 8 MB) and uploaded at the end."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_REJECTED_BYTES, mode="w+b")  # noqa: SIM115
+        self._text = io.TextIOWrapper(self._file, encoding="utf-8", newline="")
+        self._writer = csv.writer(self._text)
+        self._writer.writerow(REJECTED_COLUMNS)
+        self._raw = io.StringIO()
+        self._raw_writer = csv.writer(self._raw, lineterminator="")
+
+    def add(self, line_number: int, reason: str, fields: list[str] | None) -> None:
+        raw_row = ""
+        if fields is not None:
+            self._raw.seek(0)
+            self._raw.truncate()
+            self._raw_writer.writerow(fields)
+            raw_row = self._raw.getvalue()
+        self._writer.writerow((line_number, reason, raw_row))
+
+    def upload(self, s3: S3Client, bucket: str, key: str) -> None:
+        self._text.flush()
+        self._file.seek(0)
+        s3.upload_fileobj(self._file, bucket, key, ExtraArgs={"ContentType": "text/csv"})
+
+    def close(self) -> None:
+        self._text.close()
+
+
+@dataclass
+class ImportCounts:
+    rows_read: int = 0
+    rows_imported: int = 0
+    rows_rejected: int = 0
+    duplicate_keys: int = 0
+    distinct_keys: int = 0
+
+
+class ShardImport:
+    """State of one shard's run; :func:`run_import` is the entry point."""
+
+    def __init__(
+        self,
+        settings: ImportSettings,
+        *,
+        s3: S3Client,
+        dynamodb: DynamoDBClient,
+        source: ObjectSource,
+        import_id: str,
+        started_at: datetime,
+        progress_interval: float,
+    ) -> None:
+        self.settings = settings
+        self.s3 = s3
+        self.dynamodb = dynamodb
+        self.source = source
+        self.import_id = import_id
+        self.started_at = started_at
+        self.counts = ImportCounts()
+        self.rejected = RejectedRows()
+        self.progress = ProgressLog(
+            uri=source.uri, total_bytes=source.content_length, interval=progress_interval
+        )
+
+    def reject(self, line_number: int, reason: str, fields: list[str] | None) -> None:
+        self.counts.rows_rejected += 1
+        self.rejected.add(line_number, reason, fields)
+
+    def on_outcome(self, outcome: WriteOutcome) -> None:
+        for origin, reason in outcome.refused:
+            self.counts.rows_imported -= 1
+            self.reject(origin.line_number, reason, origin.fields)
+
+    def import_rows(self, key_schema: Any) -> None:
+        settings, counts = self.settings, self.counts
+        records = iter_records(iter_lines(self.source, gzip=settings.key.endswith(".gz")))
+        header = next(records, None)
+        if header is None:
+            raise BadInput(f"{self.source.uri}: object is empty (no header row)")
+        if isinstance(header, RecordError):
+            raise BadInput(f"{self.source.uri}: header row cannot be parsed: {header.reason}")
+        converter = RowConverter(
+            header=header[1],
+            key_schema=key_schema,
+            column_types=settings.column_types,
+            stamps={
+                "importId": self.import_id,
+                "sourceKey": settings.source_uri,
+                "importedAt": iso_utc(self.started_at),
+            },
+            source_uri=settings.source_uri,
+            table=settings.table,
+        )
+        shard_count, shard_index = settings.shard_count, settings.shard_index
+        seen_keys: set[int] = set()
+        tick, source = self.progress.tick, self.source
+        with BatchItemWriter(
+            client=self.dynamodb,
+            table=settings.table,
+            concurrency=settings.writer_concurrency,
+            on_outcome=self.on_outcome,
+        ) as writer:
+            for ordinal, record in enumerate(records):
+                tick(counts.rows_read, source.bytes_read)
+                if isinstance(record, RecordError):
+                    if ordinal % shard_count == shard_index:
+                        counts.rows_read += 1
+                        self.reject(record.line_number, record.reason, None)
+                    continue
+                line_number, fields = record
+                try:
+                    key_text, key_hash = converter.key_of(fields)
+                except RowRejected as rejection:
+                    if ordinal % shard_count == shard_index:
+                        counts.rows_read += 1
+                        self.reject(line_number, str(rejection), fields)
+                    continue
+                if key_hash % shard_count != shard_index:
+                    continue
+                counts.rows_read += 1
+                try:
+                    item, size = converter.convert(fields, key_hash)
+                except RowRejected as rejection:
+                    self.reject(line_number, str(rejection), fields)
+                    continue
+                if key_hash in seen_keys:
+                    counts.duplicate_keys += 1
+                else:
+                    seen_keys.add(key_hash)
+                counts.rows_imported += 1
+                writer.put(key_text, item, size, RowOrigin(line_number, fields))
+        counts.distinct_keys = len(seen_keys)
+
+    def finish(self, failure: str | None) -> ImportManifest:
+        """Upload the rejected rows, then the manifest (the manifest is the last thing written)."""
+        settings, counts = self.settings, self.counts
+        status: Status = "failed" if failure else "succeeded"
+        error = failure
+        if failure is None and reject_ratio_exceeded(counts, settings.max_reject_ratio):
+            status = "reject_ratio_exceeded"
+            error = (
+                f"{counts.rows_rejected} of {counts.rows_read} rows rejected, over max_reject_ratio "
+                f"{settings.max_reject_ratio}"
+            )
+        rejected_at = rejected_key(self.import_id, settings.shard_index, settings.shard_count)
+        self.rejected.upload(self.s3, settings.bucket, rejected_at)
+        self.rejected.close()
+        manifest = ImportManifest(
+            import_id=self.import_id,
+            bucket=settings.bucket,
+            key=settings.key,
+            etag=self.source.etag,
+            table=settings.table,
+            shard_index=settings.shard_index,
+            shard_count=settings.shard_count,
+            rows_read=counts.rows_read,
+            rows_imported=counts.rows_imported,
+            rows_rejected=counts.rows_rejected,
+            duplicate_keys=counts.duplicate_keys,
+            distinct_keys=counts.distinct_keys,
+            index_slots=INDEX_SLOTS,
+            rejected_key=rejected_at,
+            started_at=iso_utc(self.started_at),
+            finished_at=iso_utc(datetime.now(UTC)),
+            status=status,
+            error=error,
+        )
+        write_manifest(self.s3, manifest)
+        self.progress.summary(
+            status=status,
+            rows_read=counts.rows_read,
+            rows_imported=counts.rows_imported,
+            rows_rejected=counts.rows_rejected,
+            duplicates=counts.duplicate_keys,
+        )
+        return manifest
+
+
+def reject_ratio_exceeded(counts: ImportCounts, max_reject_ratio: float) -> bool:
+    return counts.rows_read > 0 and counts.rows_rejected / counts.rows_read > max_reject_ratio
+
+
+def run_import(
+    settings: ImportSettings,
+    *,
+    s3: S3Client,
+    dynamodb: DynamoDBClient,
+    open_source: Callable[[], ObjectSource] | None = None,
+    progress_interval: float = PROGRESS_INTERVAL_SECONDS,
+) -> ImportManifest:
+    """Import this shard's rows; returns the manifest it wrote.
+
+    A fatal error after the object was opened still writes the rejected rows so far and a manifest with
+    status ``failed`` (rows before the failure may be written), then re-raises.
+
+    :param open_source: opens the object stream (default: GetObject on ``s3``); the benchmark passes a
+        synthetic stream.
+    """
+    started_at = datetime.now(UTC)
+    key_schema = describe_key_schema(dynamodb, settings.table)
+    source = open_source() if open_source else open_s3_object(s3, settings.bucket, settings.key)
+    import_id = settings.import_id or derive_import_id(settings.bucket, settings.key, source.etag)
+    log.info(
+        "importing %s (%s bytes, ETag %s) into table %s as import %s, shard %s of %s, %s writers",
+        source.uri,
+        source.content_length,
+        source.etag,
+        settings.table,
+        import_id,
+        settings.shard_index,
+        settings.shard_count,
+        settings.writer_concurrency,
+    )
+    shard = ShardImport(
+        settings,
+        s3=s3,
+        dynamodb=dynamodb,
+        source=source,
+        import_id=import_id,
+        started_at=started_at,
+        progress_interval=progress_interval,
+    )
+    try:
+        shard.import_rows(key_schema)
+    except Exception as failure:
+        reason = (
+            failure.message if isinstance(failure, JobFailure) else f"{type(failure).__name__}: {failure}"
+        )
+        try:
+            shard.finish(reason)
+        except Exception:
+            log.exception(
+                "could not write the failed manifest %s",
+                manifest_key(import_id, settings.shard_index, settings.shard_count),
+            )
+        raise
+    return shard.finish(None)

@@ -1,0 +1,179 @@
+"""Streaming the CSV object: S3 body in chunks -> gunzip -> incremental UTF-8 -> lines -> CSV records.
+
+Nothing here holds more than one chunk (plus one partial line or record) of the object in memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from csv_importer.exit_codes import BadInput, TransientFailure
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+CHUNK_BYTES = 1024 * 1024
+MAX_INFLATED_CHUNK = 4 * CHUNK_BYTES
+GZIP_MAGIC = b"\x1f\x8b"
+# A record may hold one whole 400 KB item, escaped; larger records are rejected by the item-size rule.
+csv.field_size_limit(4 * 1024 * 1024)
+
+_MISSING_OBJECT_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+@dataclass
+class ObjectSource:
+    """One version of the object being imported: where it is, its ETag and size, and its bytes in chunks."""
+
+    uri: str
+    etag: str
+    content_length: int
+    chunks: Iterable[bytes]
+    bytes_read: int = 0
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.bytes_read += len(chunk)
+            yield chunk
+
+
+def open_s3_object(s3: S3Client, bucket: str, key: str) -> ObjectSource:
+    """GetObject, streamed. Missing bucket or object -> :class:`BadInput` naming it."""
+    uri = f"s3://{bucket}/{key}"
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise BadInput(f"{uri}: bucket {bucket!r} does not exist") from None
+        if code in _MISSING_OBJECT_CODES:
+            raise BadInput(f"{uri}: object does not exist") from None
+        if code in {"AccessDenied", "403"}:
+            raise BadInput(f"{uri}: access denied reading the object") from None
+        raise TransientFailure(f"{uri}: GetObject failed: {code}: {error}") from None
+    body = response["Body"]
+    return ObjectSource(
+        uri=uri,
+        etag=response.get("ETag", ""),
+        content_length=int(response.get("ContentLength", 0)),
+        chunks=body.iter_chunks(CHUNK_BYTES),
+    )
+
+
+def _gunzip(chunks: Iterator[bytes], uri: str) -> Iterator[bytes]:
+    """Inflate a gzip stream (several members allowed) in bounded pieces; truncation is an error."""
+    inflater = zlib.decompressobj(wbits=31)
+    member_started = False
+    try:
+        for chunk in chunks:
+            data = chunk
+            while data:
+                member_started = True
+                inflated = inflater.decompress(data, MAX_INFLATED_CHUNK)
+                if inflated:
+                    yield inflated
+                data = inflater.unconsumed_tail
+                if inflater.eof:
+                    data = inflater.unused_data + data
+                    inflater = zlib.decompressobj(wbits=31)
+                    member_started = False
+    except zlib.error as error:
+        raise BadInput(f"{uri}: not a valid gzip stream ({error})") from None
+    if member_started:
+        raise BadInput(f"{uri}: gzip stream is truncated")
+
+
+def _with_gzip_detection(source: ObjectSource, key_is_gzip: bool) -> Iterator[bytes]:
+    chunks = source.iter_chunks()
+    first = b""
+    for first in chunks:
+        if first:
+            break
+    if not first:
+        return iter(())
+
+    def replay() -> Iterator[bytes]:
+        yield first
+        yield from chunks
+
+    if key_is_gzip or first.startswith(GZIP_MAGIC):
+        return _gunzip(replay(), source.uri)
+    return replay()
+
+
+def iter_lines(source: ObjectSource, *, gzip: bool = False) -> Iterator[str]:
+    """Yield the object's text lines, each ending in ``\\n`` (the last one may not), BOM stripped.
+
+    Only ``\\n`` ends a line here (``\\r\\n`` keeps its ``\\r`` for the csv module): other Unicode line
+    breaks inside fields stay data. Invalid UTF-8 raises :class:`BadInput` naming the line.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    newlines_before = 0
+    pending = ""
+    first = True
+    for chunk in _with_gzip_detection(source, gzip):
+        try:
+            text = decoder.decode(chunk)
+        except UnicodeDecodeError as error:
+            line = newlines_before + pending.count("\n") + bytes(error.object[: error.start]).count(b"\n") + 1
+            raise BadInput(f"{source.uri}: line {line} is not valid UTF-8 ({error.reason})") from None
+        if first and text:
+            first = False
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        if not text:
+            continue
+        newlines_before += text.count("\n")
+        lines = (pending + text).split("\n")
+        pending = lines.pop()
+        for line in lines:
+            yield line + "\n"
+    try:
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise BadInput(
+            f"{source.uri}: line {newlines_before + 1} is not valid UTF-8 ({error.reason})"
+        ) from None
+    if pending:
+        yield pending
+
+
+class RecordError(Exception):
+    """A record the csv module could not parse (e.g. a field over the size limit)."""
+
+    def __init__(self, line_number: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line_number = line_number
+        self.reason = reason
+
+
+def iter_records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]] | RecordError]:
+    """RFC 4180 records with their starting line number; blank lines are skipped.
+
+    A record the parser refuses is yielded as a :class:`RecordError` (the caller rejects it) and parsing
+    continues with the next line.
+    """
+    reader = csv.reader(lines, strict=False)
+    last_line = 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield RecordError(last_line + 1, f"unparseable CSV record: {error}")
+            last_line = reader.line_num
+            continue
+        start = last_line + 1
+        last_line = reader.line_num
+        if fields:
+            yield start, fields

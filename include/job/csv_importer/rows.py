@@ -1,0 +1,236 @@
+"""From CSV records to DynamoDB items: the table's key schema, header checks, typing, item size, key hash.
+
+Items are built as low-level AttributeValue dicts (``{"S": ...}``, ``{"N": ...}``, ``{"BOOL": ...}``) so the
+writer hands them to BatchWriteItem without the boto3 resource layer's serialisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import (
+    Clamped,
+    Context,
+    Decimal,
+    DecimalException,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+    Underflow,
+)
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from csv_importer.exit_codes import BadInput, TransientFailure, UsageProblem
+from csv_importer.settings import ColumnType
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+else:
+    DynamoDBClient = Any
+
+MAX_ITEM_BYTES = 400 * 1024
+INDEX_SLOTS = 16
+RESERVED_ATTRIBUTES = ("importId", "sourceKey", "importedAt", "importSlot")
+# DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..9E+125 (as boto3's TypeSerializer).
+_NUMBER_CONTEXT = Context(
+    Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow, InvalidOperation]
+)
+_TRUE_WORDS = frozenset({"true", "1", "yes"})
+_FALSE_WORDS = frozenset({"false", "0", "no"})
+
+
+class RowRejected(Exception):
+    """A data row that is not written; the reason goes to the rejected-rows file."""
+
+
+@dataclass(frozen=True)
+class KeyAttribute:
+    name: str
+    type: str  # "S" or "N" (the table's declared type)
+
+
+@dataclass(frozen=True)
+class KeySchema:
+    partition: KeyAttribute
+    sort: KeyAttribute | None = None
+
+    @property
+    def attributes(self) -> tuple[KeyAttribute, ...]:
+        return (self.partition,) if self.sort is None else (self.partition, self.sort)
+
+
+def describe_key_schema(dynamodb: DynamoDBClient, table: str) -> KeySchema:
+    """Read the table's key schema with DescribeTable. Missing table -> :class:`BadInput` naming it."""
+    try:
+        description = dynamodb.describe_table(TableName=table)["Table"]
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "ResourceNotFoundException":
+            raise BadInput(f"DynamoDB table {table!r} does not exist") from None
+        if code in {"AccessDeniedException", "UnrecognizedClientException"}:
+            raise BadInput(f"DynamoDB table {table!r}: DescribeTable denied ({code})") from None
+        raise TransientFailure(f"DynamoDB table {table!r}: DescribeTable failed: {code}: {error}") from None
+    types = {d["AttributeName"]: d["AttributeType"] for d in description["AttributeDefinitions"]}
+    roles = {k["KeyType"]: k["AttributeName"] for k in description["KeySchema"]}
+    attributes: dict[str, KeyAttribute] = {}
+    for role in ("HASH", "RANGE"):
+        if role not in roles:
+            continue
+        name = roles[role]
+        if types[name] not in ("S", "N"):
+            raise BadInput(
+                f"DynamoDB table {table!r}: key {name!r} has type {types[name]}; only S and N keys can be "
+                "imported from CSV"
+            )
+        attributes[role] = KeyAttribute(name, types[name])
+    return KeySchema(partition=attributes["HASH"], sort=attributes.get("RANGE"))
+
+
+def parse_number(text: str) -> tuple[str, int]:
+    """Return DynamoDB's canonical text for a number and its stored size in bytes (without the name).
+
+    :raises ValueError: not a finite number within DynamoDB's precision and range.
+    """
+    try:
+        value = _NUMBER_CONTEXT.create_decimal(Decimal(text.strip()))
+    except Inexact:
+        raise ValueError(f"number {text!r} has more than 38 significant digits") from None
+    except (Overflow, Underflow, Clamped, Rounded):
+        raise ValueError(f"number {text!r} is outside DynamoDB's range (1E-130 to 9.9E+125)") from None
+    except (InvalidOperation, DecimalException):
+        raise ValueError(f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not a finite number")
+    if value.is_zero():
+        return "0", 2
+    normal = value.normalize(_NUMBER_CONTEXT)
+    digits = len(normal.as_tuple().digits)
+    canonical = str(normal) if abs(normal.adjusted()) > 30 else format(normal, "f")
+    return canonical, (digits + 1) // 2 + 1
+
+
+def parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false, 1/0, yes/no)")
+
+
+def _text_bytes(value: str) -> int:
+    return len(value) if value.isascii() else len(value.encode("utf-8"))
+
+
+class RowConverter:
+    """Checks the header once, then turns each record into an item (or raises :class:`RowRejected`)."""
+
+    def __init__(
+        self,
+        *,
+        header: Sequence[str],
+        key_schema: KeySchema,
+        column_types: Mapping[str, ColumnType],
+        stamps: Mapping[str, str],
+        source_uri: str,
+        table: str,
+    ) -> None:
+        names = [name.strip() for name in header]
+        self.names = names
+        self.column_count = len(names)
+        problems = self._header_problems(names, key_schema, column_types)
+        if problems:
+            raise BadInput(f"{source_uri}: header {problems}")
+        for key in key_schema.attributes:
+            declared = column_types.get(key.name)
+            if declared is not None and declared != key.type:
+                raise UsageProblem(
+                    f"column_types declares key {key.name!r} as {declared} but table {table!r} declares it "
+                    f"{key.type}"
+                )
+        self.key_attributes = key_schema.attributes
+        self.key_positions = [names.index(key.name) for key in key_schema.attributes]
+        self._columns = [(name, len(name.encode("utf-8")), column_types.get(name, "S")) for name in names]
+        import_id = stamps["importId"]
+        self._stamp_items = {name: {"S": value} for name, value in stamps.items()}
+        self._stamp_size = sum(_text_bytes(name) + _text_bytes(value) for name, value in stamps.items())
+        self._slots = [{"S": f"{import_id}#{slot}"} for slot in range(INDEX_SLOTS)]
+        self._slot_size = len("importSlot") + len(import_id) + 3
+
+    @staticmethod
+    def _header_problems(
+        names: list[str], key_schema: KeySchema, column_types: Mapping[str, ColumnType]
+    ) -> str:
+        if any(not name for name in names):
+            return f"has an empty column name (columns: {names})"
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            return f"repeats column(s) {duplicates}"
+        reserved = [name for name in names if name in RESERVED_ATTRIBUTES]
+        if reserved:
+            return f"uses reserved column(s) {reserved} (the importer sets {list(RESERVED_ATTRIBUTES)})"
+        missing = [key.name for key in key_schema.attributes if key.name not in names]
+        if missing:
+            return f"lacks the table's key column(s) {missing} (columns: {names})"
+        unknown = sorted(set(column_types) - set(names))
+        if unknown:
+            return f"lacks column(s) {unknown} named in column_types"
+        return ""
+
+    def key_of(self, fields: list[str]) -> tuple[str, int]:
+        """Canonical key text and its 64-bit blake2b hash; :class:`RowRejected` when the row has no usable key.
+
+        The text is the writer's de-duplication key; the hash picks the shard (``% shard_count``), the index
+        slot (``% INDEX_SLOTS``) and is the duplicate-key fingerprint (8 bytes a key).
+        """
+        if len(fields) != self.column_count:
+            raise RowRejected(f"expected {self.column_count} fields, got {len(fields)}")
+        parts = []
+        for key, position in zip(self.key_attributes, self.key_positions, strict=True):
+            value = fields[position]
+            if value == "":
+                raise RowRejected(f"key {key.name!r} is empty")
+            if key.type == "N":
+                try:
+                    value = parse_number(value)[0]
+                except ValueError as error:
+                    raise RowRejected(f"key {key.name!r}: {error}") from None
+            parts.append(value)
+        key_text = "\x1f".join(parts)
+        digest = hashlib.blake2b(key_text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return key_text, int.from_bytes(digest, "big")
+
+    def convert(self, fields: list[str], key_hash: int) -> tuple[dict[str, dict[str, Any]], int]:
+        """The item (AttributeValue dicts) and its DynamoDB size in bytes, for a row :meth:`key_of` accepted.
+
+        ``key_hash`` (from :meth:`key_of`) picks the ``importSlot``.
+        """
+        item = dict(self._stamp_items)
+        item["importSlot"] = self._slots[key_hash % INDEX_SLOTS]
+        size = self._stamp_size + self._slot_size
+        for (name, name_bytes, column_type), value in zip(self._columns, fields, strict=True):
+            if value == "":
+                continue
+            if column_type == "S":
+                item[name] = {"S": value}
+                size += name_bytes + _text_bytes(value)
+            elif column_type == "N":
+                try:
+                    number, number_bytes = parse_number(value)
+                except ValueError as error:
+                    raise RowRejected(f"column {name!r}: {error}") from None
+                item[name] = {"N": number}
+                size += name_bytes + number_bytes
+            else:
+                try:
+                    item[name] = {"BOOL": parse_bool(value)}
+                except ValueError as error:
+                    raise RowRejected(f"column {name!r}: {error}") from None
+                size += name_bytes + 1
+        if size > MAX_ITEM_BYTES:
+            raise RowRejected(f"item is {size} bytes, over DynamoDB's {MAX_ITEM_BYTES}-byte item limit")
+        return item, size
