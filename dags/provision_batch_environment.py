@@ -1,0 +1,148 @@
+"""
+### Provision the Batch environment of the CSV import
+
+Triggered by hand, safe to run at any time. It brings what `import_csv_to_dynamodb` needs to the state
+described in `include/config/pipeline.toml` (plus `CSV_IMPORT__SECTION__KEY` environment overrides):
+
+| task | resource |
+|---|---|
+| `ensure_bucket` | S3 bucket: public access blocked, default encryption |
+| `ensure_table` | DynamoDB table: on demand, configured keys, PITR, the `importSlot` verification index |
+| `ensure_job_role`, `ensure_execution_role` | IAM roles (least-privilege job policy; ECS task execution) |
+| `ensure_instance_role`, `ensure_instance_profile` | EC2 / SPOT compute environments only |
+| `ensure_log_group` | CloudWatch log group of the job's awslogs driver |
+| `ensure_compute_environment` → `ensure_job_queue` | Batch, waited on until VALID and ENABLED |
+| `ensure_job_definition` | a new revision only when its content changed |
+| `summarize` | XCom `{resource: created / updated / unchanged}` |
+
+Every task describes first, creates what is missing, updates in place what differs, and makes no mutating
+call when nothing differs. A change that cannot be made in place (another table key schema, another compute
+type) fails the task with a message saying what to do; nothing is ever deleted. See `docs/provisioning.md`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG
+
+from batch_import.config import load_config
+from batch_import.provisioning.batch import FARGATE_TYPES, static_job_environment
+from batch_import.provisioning_operators import (
+    EnsureBucketOperator,
+    EnsureComputeEnvironmentOperator,
+    EnsureExecutionRoleOperator,
+    EnsureInstanceProfileOperator,
+    EnsureInstanceRoleOperator,
+    EnsureJobDefinitionOperator,
+    EnsureJobQueueOperator,
+    EnsureJobRoleOperator,
+    EnsureLogGroupOperator,
+    EnsureTableOperator,
+    ProvisioningSummaryOperator,
+)
+
+config = load_config()
+aws = {"aws_conn_id": config.aws.conn_id, "region_name": config.aws.region}
+uses_instances = config.batch.compute_type not in FARGATE_TYPES
+
+with DAG(
+    dag_id="provision_batch_environment",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    tags=["csv-import", "provisioning", "aws-batch"],
+    default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    doc_md=__doc__,
+) as dag:
+    bucket = EnsureBucketOperator(
+        task_id="ensure_bucket", bucket_name=config.bucket.name, kms_key_id=config.bucket.kms_key_id, **aws
+    )
+    table = EnsureTableOperator(
+        task_id="ensure_table",
+        table_name=config.table.name,
+        key_schema=config.table.key_schema,
+        verification_index=config.table.verification_index,
+        **aws,
+    )
+    job_role = EnsureJobRoleOperator(
+        task_id="ensure_job_role",
+        role_name=config.iam.job_role,
+        path=config.iam.path,
+        bucket_name=config.bucket.name,
+        landing_prefix=config.bucket.landing_prefix,
+        rejected_prefix=config.bucket.rejected_prefix,
+        manifest_prefix=config.bucket.manifest_prefix,
+        table_name=config.table.name,
+        kms_key_id=config.bucket.kms_key_id,
+        **aws,
+    )
+    execution_role = EnsureExecutionRoleOperator(
+        task_id="ensure_execution_role", role_name=config.iam.execution_role, path=config.iam.path, **aws
+    )
+    log_group = EnsureLogGroupOperator(
+        task_id="ensure_log_group", log_group_name=config.batch.log_group, **aws
+    )
+    compute_environment = EnsureComputeEnvironmentOperator(
+        task_id="ensure_compute_environment",
+        compute_environment_name=config.batch.compute_environment,
+        compute_type=config.batch.compute_type,
+        max_vcpus=config.batch.max_vcpus,
+        subnets=config.batch.subnets,
+        security_group_ids=config.batch.security_group_ids,
+        instance_types=config.batch.instance_types,
+        instance_profile_name=config.iam.instance_role if uses_instances else "",
+        ready_timeout_seconds=config.batch.ready_timeout_seconds,
+        **aws,
+    )
+    job_queue = EnsureJobQueueOperator(
+        task_id="ensure_job_queue",
+        job_queue_name=config.batch.job_queue,
+        compute_environment_name=config.batch.compute_environment,
+        priority=config.batch.queue_priority,
+        ready_timeout_seconds=config.batch.ready_timeout_seconds,
+        **aws,
+    )
+    job_definition = EnsureJobDefinitionOperator(
+        task_id="ensure_job_definition",
+        job_definition_name=config.batch.job_definition,
+        image=config.batch.image,
+        command=config.batch.command,
+        vcpus=config.batch.vcpus,
+        memory_mib=config.batch.memory_mib,
+        environment=static_job_environment(
+            bucket_name=config.bucket.name,
+            table_name=config.table.name,
+            writer_concurrency=config.import_.writer_concurrency,
+            max_reject_ratio=config.import_.max_reject_ratio,
+            column_types=config.import_.column_types,
+        ),
+        job_role_name=config.iam.job_role,
+        execution_role_name=config.iam.execution_role,
+        attempts=config.batch.attempts,
+        attempt_timeout_seconds=config.batch.attempt_timeout_seconds,
+        log_group=config.batch.log_group,
+        compute_type=config.batch.compute_type,
+        assign_public_ip=config.batch.assign_public_ip,
+        **aws,
+    )
+
+    ensure_tasks = [bucket, table, job_role, execution_role, log_group, compute_environment, job_queue]
+    if uses_instances:
+        instance_role = EnsureInstanceRoleOperator(
+            task_id="ensure_instance_role", role_name=config.iam.instance_role, path=config.iam.path, **aws
+        )
+        instance_profile = EnsureInstanceProfileOperator(
+            task_id="ensure_instance_profile",
+            profile_name=config.iam.instance_role,
+            path=config.iam.path,
+            role_name=config.iam.instance_role,
+            **aws,
+        )
+        instance_role >> instance_profile >> compute_environment
+        ensure_tasks += [instance_role, instance_profile]
+    compute_environment >> job_queue
+    [job_role, execution_role, log_group] >> job_definition
+    ensure_tasks.append(job_definition)
+
+    ProvisioningSummaryOperator(task_id="summarize", results=[task.output for task in ensure_tasks])

@@ -1,0 +1,409 @@
+"""Thin operators over :mod:`batch_import.provisioning`: one per resource kind, plus the run's summary.
+
+Each ``Ensure*Operator`` builds the boto3 clients it needs from its AWS connection
+(``aws_conn_id``/``region_name``/``verify``/``botocore_config``), calls one ``ensure_*`` function, logs the
+outcome (created / updated / unchanged and what changed) and returns it as XCom::
+
+    {"resource": "job_queue", "name": "csv-import-queue", "action": "unchanged", "changes": [], "arn": "..."}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from batch_import.provisioning import ProvisioningError, ProvisionResult, summarize
+from batch_import.provisioning import batch as batch_resources
+from batch_import.provisioning import dynamodb as dynamodb_resources
+from batch_import.provisioning import iam as iam_resources
+from batch_import.provisioning import logs as logs_resources
+from batch_import.provisioning import s3 as s3_resources
+from batch_import.provisioning.hook import ProvisioningHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class EnsureResourceOperator(AwsBaseOperator[ProvisioningHook]):
+    """Base: ensure one resource, log the outcome, push it to XCom. Subclasses implement :meth:`ensure`."""
+
+    aws_hook_class = ProvisioningHook
+    ui_color = "#e8f4ea"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            result = self.ensure(self.hook)
+        except ProvisioningError as err:
+            # A change that cannot be made in place: a retry would only repeat the refusal.
+            raise AirflowFailException(str(err)) from err
+        self.log.info("Provisioning: %s", result.describe())
+        return result.as_dict()
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        raise NotImplementedError
+
+
+class EnsureBucketOperator(EnsureResourceOperator):
+    """The landing bucket: public access blocked, default encryption (SSE-S3, or SSE-KMS with a key ARN)."""
+
+    template_fields: Sequence[str] = aws_template_fields("bucket_name", "kms_key_id")
+
+    def __init__(self, *, bucket_name: str, kms_key_id: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bucket_name = bucket_name
+        self.kms_key_id = kms_key_id
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        return s3_resources.ensure_bucket(
+            hook.client_for("s3"),
+            bucket_name=self.bucket_name,
+            region=hook.effective_region,
+            kms_key_id=self.kms_key_id,
+        )
+
+
+class EnsureTableOperator(EnsureResourceOperator):
+    """The items table: on demand, ``key_schema`` ``[(name, HASH|RANGE, S|N), ...]``, PITR, verification GSI."""
+
+    template_fields: Sequence[str] = aws_template_fields("table_name", "verification_index")
+
+    def __init__(
+        self,
+        *,
+        table_name: str,
+        key_schema: Sequence[Sequence[str]],
+        verification_index: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.table_name = table_name
+        self.key_schema = key_schema
+        self.verification_index = verification_index
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        return dynamodb_resources.ensure_table(
+            hook.client_for("dynamodb"),
+            table_name=self.table_name,
+            key_schema=[(name, role, attr_type) for name, role, attr_type in self.key_schema],
+            verification_index=self.verification_index,
+        )
+
+
+class EnsureJobRoleOperator(EnsureResourceOperator):
+    """The job's role (trusted by ECS tasks) with its least-privilege inline policy."""
+
+    template_fields: Sequence[str] = aws_template_fields(
+        "role_name",
+        "path",
+        "bucket_name",
+        "landing_prefix",
+        "rejected_prefix",
+        "manifest_prefix",
+        "table_name",
+    )
+
+    def __init__(
+        self,
+        *,
+        role_name: str,
+        path: str,
+        bucket_name: str,
+        landing_prefix: str,
+        rejected_prefix: str,
+        manifest_prefix: str,
+        table_name: str,
+        kms_key_id: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.role_name = role_name
+        self.path = path
+        self.bucket_name = bucket_name
+        self.landing_prefix = landing_prefix
+        self.rejected_prefix = rejected_prefix
+        self.manifest_prefix = manifest_prefix
+        self.table_name = table_name
+        self.kms_key_id = kms_key_id
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        policy = iam_resources.job_role_policy(
+            hook.describe_account(),
+            bucket_name=self.bucket_name,
+            landing_prefix=self.landing_prefix,
+            rejected_prefix=self.rejected_prefix,
+            manifest_prefix=self.manifest_prefix,
+            table_name=self.table_name,
+            kms_key_arn=self.kms_key_id,
+        )
+        return iam_resources.ensure_role(
+            hook.client_for("iam"),
+            resource="job_role",
+            role_name=self.role_name,
+            path=self.path,
+            trusted_service=iam_resources.ECS_TASKS,
+            inline_policy_name=iam_resources.JOB_POLICY_NAME,
+            inline_policy=policy,
+            description="CSV import job: read landing files, write rejects/manifests and table items",
+        )
+
+
+class EnsureExecutionRoleOperator(EnsureResourceOperator):
+    """The ECS task execution role (pull the image, write the job's logs)."""
+
+    template_fields: Sequence[str] = aws_template_fields("role_name", "path")
+
+    def __init__(self, *, role_name: str, path: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.role_name = role_name
+        self.path = path
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        account = hook.describe_account()
+        return iam_resources.ensure_role(
+            hook.client_for("iam"),
+            resource="execution_role",
+            role_name=self.role_name,
+            path=self.path,
+            trusted_service=iam_resources.ECS_TASKS,
+            managed_policy_arns=[account.aws_managed_policy_arn(iam_resources.EXECUTION_ROLE_POLICY)],
+            description="CSV import job: ECS task execution (image pull, logs)",
+        )
+
+
+class EnsureInstanceRoleOperator(EnsureResourceOperator):
+    """EC2/SPOT compute environments only: the container instances' role."""
+
+    template_fields: Sequence[str] = aws_template_fields("role_name", "path")
+
+    def __init__(self, *, role_name: str, path: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.role_name = role_name
+        self.path = path
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        account = hook.describe_account()
+        return iam_resources.ensure_role(
+            hook.client_for("iam"),
+            resource="instance_role",
+            role_name=self.role_name,
+            path=self.path,
+            trusted_service=iam_resources.EC2,
+            managed_policy_arns=[account.aws_managed_policy_arn(iam_resources.INSTANCE_ROLE_POLICY)],
+            description="CSV import: ECS container instances of the Batch compute environment",
+        )
+
+
+class EnsureInstanceProfileOperator(EnsureResourceOperator):
+    """EC2/SPOT compute environments only: the instance profile holding the instance role (same name)."""
+
+    template_fields: Sequence[str] = aws_template_fields("profile_name", "path", "role_name")
+
+    def __init__(self, *, profile_name: str, path: str, role_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.profile_name = profile_name
+        self.path = path
+        self.role_name = role_name
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        return iam_resources.ensure_instance_profile(
+            hook.client_for("iam"),
+            resource="instance_profile",
+            profile_name=self.profile_name,
+            path=self.path,
+            role_name=self.role_name,
+        )
+
+
+class EnsureLogGroupOperator(EnsureResourceOperator):
+    """The CloudWatch log group of the job definition's awslogs driver."""
+
+    template_fields: Sequence[str] = aws_template_fields("log_group_name")
+
+    def __init__(self, *, log_group_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log_group_name = log_group_name
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        return logs_resources.ensure_log_group(hook.client_for("logs"), log_group_name=self.log_group_name)
+
+
+class EnsureComputeEnvironmentOperator(EnsureResourceOperator):
+    """The managed compute environment; empty ``subnets``/``security_group_ids`` mean the default VPC's."""
+
+    template_fields: Sequence[str] = aws_template_fields(
+        "compute_environment_name", "subnets", "security_group_ids", "instance_profile_name"
+    )
+
+    def __init__(
+        self,
+        *,
+        compute_environment_name: str,
+        compute_type: str,
+        max_vcpus: int,
+        subnets: Sequence[str] = (),
+        security_group_ids: Sequence[str] = (),
+        instance_types: Sequence[str] = (),
+        instance_profile_name: str = "",
+        ready_timeout_seconds: float = 900,
+        ready_poll_seconds: float = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.compute_environment_name = compute_environment_name
+        self.compute_type = compute_type
+        self.max_vcpus = max_vcpus
+        self.subnets = subnets
+        self.security_group_ids = security_group_ids
+        self.instance_types = instance_types
+        self.instance_profile_name = instance_profile_name
+        self.ready_timeout_seconds = ready_timeout_seconds
+        self.ready_poll_seconds = ready_poll_seconds
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        network = batch_resources.resolve_network(
+            hook.client_for("ec2"), subnets=self.subnets, security_group_ids=self.security_group_ids
+        )
+        instance_profile_arn = ""
+        if self.compute_type not in batch_resources.FARGATE_TYPES:
+            instance_profile_arn = hook.client_for("iam").get_instance_profile(
+                InstanceProfileName=self.instance_profile_name
+            )["InstanceProfile"]["Arn"]
+        resources = batch_resources.compute_resources(
+            compute_type=self.compute_type,
+            max_vcpus=int(self.max_vcpus),
+            network=network,
+            instance_types=self.instance_types,
+            instance_profile_arn=instance_profile_arn,
+        )
+        return batch_resources.ensure_compute_environment(
+            hook.client_for("batch"),
+            name=self.compute_environment_name,
+            resources=resources,
+            wait=batch_resources.ReadyWait(self.ready_timeout_seconds, self.ready_poll_seconds),
+        )
+
+
+class EnsureJobQueueOperator(EnsureResourceOperator):
+    """The job queue, fed by the compute environment (referred to by ARN)."""
+
+    template_fields: Sequence[str] = aws_template_fields("job_queue_name", "compute_environment_name")
+
+    def __init__(
+        self,
+        *,
+        job_queue_name: str,
+        compute_environment_name: str,
+        priority: int,
+        ready_timeout_seconds: float = 900,
+        ready_poll_seconds: float = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_queue_name = job_queue_name
+        self.compute_environment_name = compute_environment_name
+        self.priority = priority
+        self.ready_timeout_seconds = ready_timeout_seconds
+        self.ready_poll_seconds = ready_poll_seconds
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        batch_client = hook.client_for("batch")
+        return batch_resources.ensure_job_queue(
+            batch_client,
+            name=self.job_queue_name,
+            priority=int(self.priority),
+            compute_environment_arns=[
+                batch_resources.compute_environment_arn(batch_client, self.compute_environment_name)
+            ],
+            wait=batch_resources.ReadyWait(self.ready_timeout_seconds, self.ready_poll_seconds),
+        )
+
+
+class EnsureJobDefinitionOperator(EnsureResourceOperator):
+    """The import job's definition; a new revision only when its content changed."""
+
+    template_fields: Sequence[str] = aws_template_fields(
+        "job_definition_name", "image", "command", "environment", "job_role_name", "execution_role_name"
+    )
+
+    def __init__(
+        self,
+        *,
+        job_definition_name: str,
+        image: str,
+        command: Sequence[str],
+        vcpus: float,
+        memory_mib: int,
+        environment: Mapping[str, str],
+        job_role_name: str,
+        execution_role_name: str,
+        attempts: int,
+        attempt_timeout_seconds: int,
+        log_group: str,
+        compute_type: str,
+        assign_public_ip: bool,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_definition_name = job_definition_name
+        self.image = image
+        self.command = command
+        self.vcpus = vcpus
+        self.memory_mib = memory_mib
+        self.environment = environment
+        self.job_role_name = job_role_name
+        self.execution_role_name = execution_role_name
+        self.attempts = attempts
+        self.attempt_timeout_seconds = attempt_timeout_seconds
+        self.log_group = log_group
+        self.compute_type = compute_type
+        self.assign_public_ip = assign_public_ip
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        iam_client = hook.client_for("iam")
+        content = batch_resources.job_definition_content(
+            image=self.image,
+            command=self.command,
+            vcpus=float(self.vcpus),
+            memory_mib=int(self.memory_mib),
+            environment={key: str(value) for key, value in self.environment.items()},
+            job_role_arn=iam_client.get_role(RoleName=self.job_role_name)["Role"]["Arn"],
+            execution_role_arn=iam_client.get_role(RoleName=self.execution_role_name)["Role"]["Arn"],
+            attempts=int(self.attempts),
+            attempt_timeout_seconds=int(self.attempt_timeout_seconds),
+            log_group=self.log_group,
+            log_region=hook.effective_region,
+            fargate=self.compute_type in batch_resources.FARGATE_TYPES,
+            assign_public_ip=bool(self.assign_public_ip),
+        )
+        return batch_resources.ensure_job_definition(
+            hook.client_for("batch"), name=self.job_definition_name, content=content
+        )
+
+
+class ProvisioningSummaryOperator(BaseOperator):
+    """Collects the ensure tasks' results into ``{resource: created|updated|unchanged}`` (its XCom)."""
+
+    template_fields: Sequence[str] = ("results",)
+
+    def __init__(self, *, results: Sequence[Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.results = results
+
+    def execute(self, context: Context) -> dict[str, str]:
+        summary = summarize(self.results)
+        for result in self.results:
+            self.log.info(
+                "%s %s: %s %s",
+                result["resource"],
+                result["name"],
+                result["action"],
+                result.get("changes") or "",
+            )
+        changed = sorted(resource for resource, action in summary.items() if action != "unchanged")
+        self.log.info("Provisioning summary: %s; changed: %s", summary, changed or "nothing")
+        return summary

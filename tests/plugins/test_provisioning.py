@@ -1,0 +1,525 @@
+"""Idempotent provisioning against moto in-process: the real DAG's operators, their real hook, recorded calls.
+
+The operators are taken from ``dags/provision_batch_environment.py`` (loaded with the test's config
+overrides) and run in the DAG's order through :meth:`EnsureResourceOperator.ensure` with a real
+:class:`ProvisioningHook` whose boto3 clients record every AWS operation (botocore ``before-call``).
+The full Airflow run against the local endpoint is in tests/dags/test_provision_dag.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.batch import models as moto_batch
+
+from batch_import.provisioning import ProvisioningError, ProvisionResult, summarize
+from batch_import.provisioning.documents import normalise_policy
+from batch_import.provisioning.hook import ProvisioningHook
+from batch_import.provisioning_operators import EnsureResourceOperator
+
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "provision_batch_environment.py"
+REGION = "us-east-1"
+READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Head")
+_module_counter = itertools.count()
+
+
+class RecordingHook(ProvisioningHook):
+    """The real hook (no Airflow connection: boto3's default chain, i.e. moto), recording each AWS call.
+
+    ``before-parameter-build`` fires once per API call (paginator pages and waiter polls included) with the
+    call's parameters as the caller passed them.
+    """
+
+    # One boto3 session for the module, so service models are parsed once (each task is its own process in
+    # Airflow; here dozens of hooks would each parse the EC2 model again).
+    shared_session: boto3.session.Session | None = None
+
+    def __init__(self) -> None:
+        super().__init__(aws_conn_id=None, region_name=REGION)
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def get_session(self, region_name: str | None = None, deferrable: bool = False) -> boto3.session.Session:
+        if RecordingHook.shared_session is None:
+            RecordingHook.shared_session = super().get_session(region_name=region_name)
+        return RecordingHook.shared_session
+
+    def client_for(self, service_name: str) -> Any:
+        is_new = service_name not in self._clients
+        client = super().client_for(service_name)
+        if is_new:
+            client.meta.events.register("before-parameter-build", self._record)
+        return client
+
+    def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        self.calls.append((model.service_model.service_name, model.name, params))
+
+    def mutating_calls(self) -> list[tuple[str, str]]:
+        return [(service, name) for service, name, _ in self.calls if not name.startswith(READ_ONLY_PREFIXES)]
+
+    def params_of(self, operation: str) -> list[dict[str, Any]]:
+        return [params for _, name, params in self.calls if name == operation]
+
+
+def _patch_moto_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 gaps the local endpoint (include/local_aws) also fixes: only what these tests trip over.
+
+    CreateComputeEnvironment refuses a call without serviceRole (AWS uses its service-linked role), and
+    UpdateComputeEnvironment ignores computeResources.
+    """
+    original_create = moto_batch.BatchBackend.create_compute_environment
+    original_update = moto_batch.BatchBackend.update_compute_environment
+
+    def create(self: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("service_role"):
+            role = self.iam_backend.create_role(
+                role_name=f"AWSServiceRoleForBatch-{next(_module_counter)}",
+                assume_role_policy_document="{}",
+                path="/aws-service-role/batch.amazonaws.com/",
+                permissions_boundary=None,
+                description="",
+                tags=[],
+                max_session_duration=None,
+            )
+            kwargs["service_role"] = role.arn
+        return original_create(self, **kwargs)
+
+    def update(self: Any, **kwargs: Any) -> Any:
+        result = original_update(self, **kwargs)
+        if kwargs.get("compute_resources"):
+            environment = self.get_compute_environment(kwargs["compute_environment_name"])
+            environment.compute_resources.update(kwargs["compute_resources"])
+        return result
+
+    monkeypatch.setattr(moto_batch.BatchBackend, "create_compute_environment", create)
+    monkeypatch.setattr(moto_batch.BatchBackend, "update_compute_environment", update)
+
+
+@pytest.fixture(scope="module")
+def moto_aws() -> Iterator[None]:
+    """One moto for the module (loading AWS managed IAM policies takes seconds per reset)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        _patch_moto_gaps(patch)
+        with mock_aws():
+            yield
+
+
+@pytest.fixture
+def aws(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unique resource names per test (through the config's env overrides), so tests share one moto."""
+    for name in list(os.environ):
+        if name.startswith("CSV_IMPORT__"):
+            monkeypatch.delenv(name)
+    suffix = next(_module_counter)
+    for key in (
+        "BUCKET__NAME",
+        "TABLE__NAME",
+        "IAM__JOB_ROLE",
+        "IAM__EXECUTION_ROLE",
+        "IAM__INSTANCE_ROLE",
+        "BATCH__COMPUTE_ENVIRONMENT",
+        "BATCH__JOB_QUEUE",
+        "BATCH__JOB_DEFINITION",
+    ):
+        monkeypatch.setenv(
+            f"CSV_IMPORT__{key}", f"csv-import-test-{suffix}-{key.split('__')[1].lower()}".replace("_", "-")
+        )
+    monkeypatch.setenv("CSV_IMPORT__BATCH__LOG_GROUP", f"/csv-import-test/{suffix}")
+
+
+def load_dag(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> Any:
+    """The provisioning DAG as its file builds it, with ``CSV_IMPORT__...`` overrides applied."""
+    for key, value in overrides.items():
+        monkeypatch.setenv(f"CSV_IMPORT__{key}", value)
+    name = f"provision_dag_under_test_{next(_module_counter)}"
+    spec = importlib.util.spec_from_file_location(name, DAG_FILE)
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def provision(module: Any) -> tuple[dict[str, ProvisionResult], RecordingHook]:
+    """Run every ensure task of the DAG in dependency order, through one recording hook."""
+    hook = RecordingHook()
+    results: dict[str, ProvisionResult] = {}
+    for task in module.dag.topological_sort():
+        if isinstance(task, EnsureResourceOperator):
+            result = task.ensure(hook)
+            results[result.resource] = result
+    return results, hook
+
+
+def actions(results: Mapping[str, ProvisionResult]) -> dict[str, str]:
+    return summarize(results.values())
+
+
+FARGATE_RESOURCES = {
+    "bucket",
+    "table",
+    "job_role",
+    "execution_role",
+    "log_group",
+    "compute_environment",
+    "job_queue",
+    "job_definition",
+}
+
+
+def test_first_run_creates_everything_as_configured(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load_dag(monkeypatch)
+    config = module.config
+    results, _ = provision(module)
+
+    assert actions(results) == dict.fromkeys(FARGATE_RESOURCES, "created")
+    s3 = boto3.client("s3", region_name=REGION)
+    block = s3.get_public_access_block(Bucket=config.bucket.name)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    assert len(block) == 4
+    rule = s3.get_bucket_encryption(Bucket=config.bucket.name)["ServerSideEncryptionConfiguration"]["Rules"][
+        0
+    ]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    table = dynamodb.describe_table(TableName=config.table.name)["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == [
+        (config.table.partition_key, "HASH")
+    ]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == config.table.verification_index
+    assert index["KeySchema"] == [{"AttributeName": "importSlot", "KeyType": "HASH"}]
+    assert index["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    backups = dynamodb.describe_continuous_backups(TableName=config.table.name)[
+        "ContinuousBackupsDescription"
+    ]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+    batch = boto3.client("batch", region_name=REGION)
+    (environment,) = batch.describe_compute_environments(
+        computeEnvironments=[config.batch.compute_environment]
+    )["computeEnvironments"]
+    assert environment["computeResources"]["type"] == "FARGATE"
+    assert environment["computeResources"]["maxvCpus"] == config.batch.max_vcpus
+    default_subnets = boto3.client("ec2", region_name=REGION).describe_subnets(
+        Filters=[{"Name": "default-for-az", "Values": ["true"]}]
+    )["Subnets"]
+    assert sorted(environment["computeResources"]["subnets"]) == sorted(
+        s["SubnetId"] for s in default_subnets
+    )
+    (queue,) = batch.describe_job_queues(jobQueues=[config.batch.job_queue])["jobQueues"]
+    assert (queue["state"], queue["status"]) == ("ENABLED", "VALID")
+    assert queue["computeEnvironmentOrder"][0]["computeEnvironment"] == environment["computeEnvironmentArn"]
+
+    (definition,) = batch.describe_job_definitions(jobDefinitionName=config.batch.job_definition)[
+        "jobDefinitions"
+    ]
+    container = definition["containerProperties"]
+    assert container["image"] == config.batch.image
+    assert container["jobRoleArn"] == results["job_role"].arn
+    assert container["executionRoleArn"] == results["execution_role"].arn
+    assert {r["type"]: r["value"] for r in container["resourceRequirements"]} == {
+        "VCPU": f"{config.batch.vcpus:g}",
+        "MEMORY": str(config.batch.memory_mib),
+    }
+    assert {e["name"]: e["value"] for e in container["environment"]} == {
+        "bucket_name": config.bucket.name,
+        "table_name": config.table.name,
+        "writer_concurrency": str(config.import_.writer_concurrency),
+        "max_reject_ratio": f"{config.import_.max_reject_ratio:g}",
+    }
+    assert container["logConfiguration"]["options"]["awslogs-group"] == config.batch.log_group
+    assert definition["platformCapabilities"] == ["FARGATE"]
+    exits = {c["onExitCode"]: c["action"].upper() for c in definition["retryStrategy"]["evaluateOnExit"]}
+    assert exits == {"2": "EXIT", "3": "EXIT", "4": "EXIT", "*": "RETRY"}
+    assert definition["retryStrategy"]["attempts"] == config.batch.attempts
+    assert definition["timeout"]["attemptDurationSeconds"] == config.batch.attempt_timeout_seconds
+
+
+def test_job_role_is_least_privilege_and_execution_role_has_the_managed_policy(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_dag(monkeypatch)
+    config = module.config
+    provision(module)
+    iam = boto3.client("iam", region_name=REGION)
+    account = boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
+
+    job_role = iam.get_role(RoleName=config.iam.job_role)["Role"]
+    assert job_role["Path"] == config.iam.path
+    trust = normalise_policy(job_role["AssumeRolePolicyDocument"])
+    assert trust["Statement"][0]["Principal"] == {"Service": ["ecs-tasks.amazonaws.com"]}
+    assert iam.list_attached_role_policies(RoleName=config.iam.job_role)["AttachedPolicies"] == []
+    (policy_name,) = iam.list_role_policies(RoleName=config.iam.job_role)["PolicyNames"]
+    policy = iam.get_role_policy(RoleName=config.iam.job_role, PolicyName=policy_name)["PolicyDocument"]
+    granted = {
+        (action, resource)
+        for statement in normalise_policy(policy)["Statement"]
+        for action in statement["Action"]
+        for resource in statement["Resource"]
+    }
+    bucket_arn = f"arn:aws:s3:::{config.bucket.name}"
+    table_arn = f"arn:aws:dynamodb:{REGION}:{account}:table/{config.table.name}"
+    assert granted == {
+        ("s3:GetObject", f"{bucket_arn}/{config.bucket.landing_prefix}*"),
+        ("s3:ListBucket", bucket_arn),
+        ("s3:PutObject", f"{bucket_arn}/{config.bucket.rejected_prefix}*"),
+        ("s3:PutObject", f"{bucket_arn}/{config.bucket.manifest_prefix}*"),
+        ("dynamodb:DescribeTable", table_arn),
+        ("dynamodb:BatchWriteItem", table_arn),
+        ("dynamodb:PutItem", table_arn),
+    }
+    assert not any("*" == action.split(":")[-1] or action.endswith("*") for action, _ in granted)
+
+    attached = iam.list_attached_role_policies(RoleName=config.iam.execution_role)["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [
+        "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+    ]
+
+
+def test_second_run_makes_no_mutating_call_and_reports_unchanged(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_dag(monkeypatch)
+    provision(module)
+
+    results, hook = provision(load_dag(monkeypatch))
+
+    assert actions(results) == dict.fromkeys(FARGATE_RESOURCES, "unchanged")
+    assert all(not result.changes for result in results.values())
+    assert hook.calls, "the second run must still describe every resource"
+    assert hook.mutating_calls() == []
+
+
+def test_config_change_gives_exactly_the_expected_updates(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = load_dag(monkeypatch)
+    provision(first)
+    new_vcpus = first.config.batch.max_vcpus * 2
+    new_memory = first.config.batch.memory_mib * 2
+    new_image = f"{first.config.batch.image}-next"
+
+    changed = load_dag(
+        monkeypatch,
+        BATCH__MAX_VCPUS=str(new_vcpus),
+        BATCH__MEMORY_MIB=str(new_memory),
+        BATCH__IMAGE=new_image,
+    )
+    results, hook = provision(changed)
+
+    expected = dict.fromkeys(FARGATE_RESOURCES, "unchanged")
+    expected.update(compute_environment="updated", job_definition="updated")
+    assert actions(results) == expected
+    assert hook.mutating_calls() == [
+        ("batch", "UpdateComputeEnvironment"),
+        ("batch", "RegisterJobDefinition"),
+    ]
+    (update,) = hook.params_of("UpdateComputeEnvironment")
+    assert update == {
+        "computeEnvironment": changed.config.batch.compute_environment,
+        "computeResources": {"maxvCpus": new_vcpus},
+    }
+    (registered,) = hook.params_of("RegisterJobDefinition")
+    assert registered["containerProperties"]["image"] == new_image
+    assert results["job_definition"].arn.endswith(":2")
+    changed_fields = {line.split(":")[0] for line in results["job_definition"].changes[1:]}
+    assert changed_fields == {"containerProperties.image", "containerProperties.resourceRequirements"}
+
+    again, hook = provision(load_dag(monkeypatch))
+    assert actions(again) == dict.fromkeys(FARGATE_RESOURCES, "unchanged")
+    assert hook.mutating_calls() == []
+
+
+def test_drifted_settings_are_put_back_and_equal_policies_are_left_alone(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_dag(monkeypatch)
+    config = module.config
+    provision(module)
+    iam = boto3.client("iam", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    batch = boto3.client("batch", region_name=REGION)
+    # Same meaning, other spelling: statements reversed, single actions as lists -> no rewrite.
+    (policy_name,) = iam.list_role_policies(RoleName=config.iam.job_role)["PolicyNames"]
+    policy = iam.get_role_policy(RoleName=config.iam.job_role, PolicyName=policy_name)["PolicyDocument"]
+    respelled = {
+        "Version": policy["Version"],
+        "Statement": [
+            {**s, "Action": s["Action"] if isinstance(s["Action"], list) else [s["Action"]]}
+            for s in reversed(policy["Statement"])
+        ],
+    }
+    iam.put_role_policy(
+        RoleName=config.iam.job_role, PolicyName=policy_name, PolicyDocument=json.dumps(respelled)
+    )
+    # Real drift: public access partly opened, queue disabled.
+    s3.put_public_access_block(
+        Bucket=config.bucket.name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": False,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    batch.update_job_queue(jobQueue=config.batch.job_queue, state="DISABLED")
+
+    results, hook = provision(load_dag(monkeypatch))
+
+    expected = dict.fromkeys(FARGATE_RESOURCES, "unchanged")
+    expected.update(bucket="updated", job_queue="updated")
+    assert actions(results) == expected
+    assert hook.mutating_calls() == [("s3", "PutPublicAccessBlock"), ("batch", "UpdateJobQueue")]
+    assert hook.params_of("UpdateJobQueue")[0] == {"jobQueue": config.batch.job_queue, "state": "ENABLED"}
+    assert all(
+        s3.get_public_access_block(Bucket=config.bucket.name)["PublicAccessBlockConfiguration"].values()
+    )
+
+
+def test_missing_verification_index_is_added_in_place(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load_dag(monkeypatch)
+    config = module.config
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(
+        TableName=config.table.name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": config.table.partition_key, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": config.table.partition_key, "AttributeType": "S"}],
+    )
+    dynamodb.put_item(TableName=config.table.name, Item={config.table.partition_key: {"S": "kept"}})
+
+    results, hook = provision(module)
+
+    assert results["table"].action == "updated"
+    (update,) = hook.params_of("UpdateTable")
+    assert update["GlobalSecondaryIndexUpdates"][0]["Create"]["IndexName"] == config.table.verification_index
+    assert ("dynamodb", "DeleteTable") not in hook.mutating_calls()
+    table = dynamodb.describe_table(TableName=config.table.name)["Table"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [config.table.verification_index]
+    assert dynamodb.get_item(TableName=config.table.name, Key={config.table.partition_key: {"S": "kept"}})[
+        "Item"
+    ]
+
+
+def test_other_key_schema_fails_clearly_and_touches_nothing(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load_dag(monkeypatch)
+    provision(first)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.put_item(
+        TableName=first.config.table.name, Item={first.config.table.partition_key: {"S": "kept"}}
+    )
+    changed = load_dag(monkeypatch, TABLE__SORT_KEY="ts")
+    table_task = changed.dag.get_task("ensure_table")
+    hook = RecordingHook()
+
+    with pytest.raises(ProvisioningError) as raised:
+        table_task.ensure(hook)
+
+    message = str(raised.value)
+    assert first.config.table.name in message
+    assert "ts RANGE S" in message
+    assert "cannot be changed in place" in message
+    assert hook.mutating_calls() == []
+    assert dynamodb.scan(TableName=first.config.table.name, Select="COUNT")["Count"] == 1
+
+
+def test_other_compute_type_on_an_existing_environment_fails_clearly(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provision(load_dag(monkeypatch))
+    changed = load_dag(monkeypatch, BATCH__COMPUTE_TYPE="FARGATE_SPOT")
+    hook = RecordingHook()
+
+    with pytest.raises(ProvisioningError, match="FARGATE_SPOT; the type cannot change in place"):
+        changed.dag.get_task("ensure_compute_environment").ensure(hook)
+    assert hook.mutating_calls() == []
+
+
+def test_ec2_environment_gets_instance_role_profile_and_is_idempotent(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_dag(monkeypatch, BATCH__COMPUTE_TYPE="EC2", BATCH__VCPUS="1")
+    config = module.config
+
+    results, _ = provision(module)
+
+    assert {"instance_role", "instance_profile"} <= set(results)
+    assert results["instance_profile"].action == "created"
+    iam = boto3.client("iam", region_name=REGION)
+    profile = iam.get_instance_profile(InstanceProfileName=config.iam.instance_role)["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [config.iam.instance_role]
+    attached = iam.list_attached_role_policies(RoleName=config.iam.instance_role)["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [
+        "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+    ]
+    batch = boto3.client("batch", region_name=REGION)
+    (environment,) = batch.describe_compute_environments(
+        computeEnvironments=[config.batch.compute_environment]
+    )["computeEnvironments"]
+    assert environment["computeResources"]["instanceRole"] == profile["Arn"]
+    (definition,) = batch.describe_job_definitions(jobDefinitionName=config.batch.job_definition)[
+        "jobDefinitions"
+    ]
+    assert definition["platformCapabilities"] == ["EC2"]
+
+    again, hook = provision(load_dag(monkeypatch, BATCH__COMPUTE_TYPE="EC2", BATCH__VCPUS="1"))
+    assert set(actions(again).values()) == {"unchanged"}
+    assert hook.mutating_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "equal"),
+    [
+        pytest.param(
+            {
+                "Version": "2012-10-17",
+                "Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "a"},
+            },
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["a"]}],
+            },
+            True,
+            id="string-vs-list",
+        ),
+        pytest.param(
+            {"Statement": [{"Action": ["b", "a"], "Condition": {"StringLike": {"s3:prefix": "x*"}}}]},
+            {"Statement": [{"Action": ["a", "b"], "Condition": {"StringLike": {"s3:prefix": ["x*"]}}}]},
+            True,
+            id="order-and-condition-values",
+        ),
+        pytest.param(
+            "%7B%22Statement%22%3A%20%5B%7B%22Action%22%3A%20%22a%22%7D%5D%7D",
+            {"Statement": [{"Action": ["a"]}]},
+            True,
+            id="url-encoded-text",
+        ),
+        pytest.param(
+            {"Statement": [{"Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/incoming/*"}]},
+            {"Statement": [{"Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]},
+            False,
+            id="wider-resource",
+        ),
+    ],
+)
+def test_policy_normalisation(left: Any, right: Any, equal: bool) -> None:
+    assert (normalise_policy(left) == normalise_policy(right)) is equal
+
+
+def test_summary_refuses_a_resource_reported_twice() -> None:
+    result = {"resource": "bucket", "name": "b", "action": "unchanged"}
+    with pytest.raises(ValueError, match="'bucket' reported twice"):
+        summarize([result, result])
