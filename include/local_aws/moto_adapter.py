@@ -9,6 +9,7 @@ fails loudly (``tests/local_aws/test_moto_internals.py``, and :func:`install_pat
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import logging
@@ -117,6 +118,10 @@ _SIGNATURES: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
         ("self", "role_name", "assume_role_policy_document", "path", "permissions_boundary", "description"),
     ),
     (batch_models, "JOB_NAME_REGEX", None),
+    (iam_models.IAMBackend, "_init_aws_policies", ("self",)),
+    (iam_models.AWSManagedPolicy, "from_data", ("cls", "name", "account_id", "region_name", "data")),
+    (iam_models, "aws_managed_policies_data", None),
+    (iam_models, "load_iam_aws_managed_policies", None),
 )
 
 
@@ -136,6 +141,8 @@ def moto_internals_problems() -> list[str]:
             continue
         if parameters is None:
             continue
+        if isinstance(member, classmethod | staticmethod):
+            member = member.__func__
         actual = tuple(inspect.signature(member).parameters)
         if actual[: len(parameters)] != parameters:
             problems.append(f"{where} parameters changed: expected {parameters} first, found {actual}")
@@ -570,6 +577,22 @@ def _cancel_job(self: Any, job_id: str, reason: str) -> None:
         _original("BatchBackend.cancel_job")(self, child.job_id, reason)
 
 
+@functools.cache
+def _managed_policy_documents() -> dict[str, Any]:
+    return json.loads(iam_models.aws_managed_policies_data)  # type: ignore[no-any-return]
+
+
+def _init_aws_policies(self: Any) -> list[Any]:
+    """moto parses ~1,600 AWS managed policies for each of 6 partitions on every IAM reset (~1 s); parse once,
+    and build them for the ``aws`` partition only, where this endpoint's regions live."""
+    if not iam_models.load_iam_aws_managed_policies() or self.partition != "aws":
+        return []
+    return [
+        iam_models.AWSManagedPolicy.from_data(name, self.account_id, self.region_name, document)
+        for name, document in _managed_policy_documents().items()
+    ]
+
+
 def _run(self: Any) -> None:
     runtime = _installed_runtime
     if runtime is None:  # pragma: no cover - install_patches always sets it before replacing run
@@ -598,6 +621,7 @@ _REPLACEMENTS: dict[str, tuple[Any, str, Any]] = {
     "BatchBackend.terminate_job": (batch_models.BatchBackend, "terminate_job", _terminate_job),
     "BatchBackend.cancel_job": (batch_models.BatchBackend, "cancel_job", _cancel_job),
     "BatchResponse.submitjob": (batch_responses.BatchResponse, "submitjob", _submitjob_response),
+    "IAMBackend._init_aws_policies": (iam_models.IAMBackend, "_init_aws_policies", _init_aws_policies),
 }
 
 

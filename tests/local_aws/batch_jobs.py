@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import psutil
-
-from include.local_aws import LocalAws
 
 REGION = "us-east-1"
 TERMINAL = ("SUCCEEDED", "FAILED")
 
 
-def client(aws: LocalAws, service: str) -> Any:
+class Endpoint(Protocol):
+    """A running local endpoint: ``LocalAws`` in this process, or one served by ``python -m include.local_aws``."""
+
+    @property
+    def url(self) -> str: ...
+
+
+def client(aws: Endpoint, service: str) -> Any:
     return boto3.client(
         service,
         endpoint_url=aws.url,
@@ -29,7 +34,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def create_queue(aws: LocalAws, *, max_vcpus: int = 64) -> tuple[str, str]:
+def create_queue(aws: Endpoint, *, max_vcpus: int = 64) -> tuple[str, str]:
     """A FARGATE compute environment (default VPC's subnets and security group) and a queue on it."""
     ec2, batch = client(aws, "ec2"), client(aws, "batch")
     subnets = [subnet["SubnetId"] for subnet in ec2.describe_subnets()["Subnets"]]
@@ -56,7 +61,7 @@ def create_queue(aws: LocalAws, *, max_vcpus: int = 64) -> tuple[str, str]:
     return environment, queue
 
 
-def register_python_job(aws: LocalAws, code: str, *, vcpus: str = "0.25", **definition: Any) -> str:
+def register_python_job(aws: Endpoint, code: str, *, vcpus: str = "0.25", **definition: Any) -> str:
     """A Fargate-style job definition whose command is ``python -c <code>``; returns its name."""
     name = unique("local-job")
     container: dict[str, Any] = {
@@ -75,12 +80,12 @@ def register_python_job(aws: LocalAws, code: str, *, vcpus: str = "0.25", **defi
     return name
 
 
-def describe(aws: LocalAws, job_id: str) -> dict[str, Any]:
+def describe(aws: Endpoint, job_id: str) -> dict[str, Any]:
     return client(aws, "batch").describe_jobs(jobs=[job_id])["jobs"][0]  # type: ignore[no-any-return]
 
 
 def wait_for_status(
-    aws: LocalAws, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 30
+    aws: Endpoint, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 30
 ) -> dict[str, Any]:
     """Poll DescribeJobs until the job is in one of ``statuses``; fail naming the last status otherwise."""
     deadline = time.monotonic() + timeout
@@ -92,12 +97,12 @@ def wait_for_status(
     return job
 
 
-def log_messages(aws: LocalAws, log_stream_name: str) -> list[str]:
+def log_messages(aws: Endpoint, log_stream_name: str) -> list[str]:
     events = client(aws, "logs").get_log_events(logGroupName="/aws/batch/job", logStreamName=log_stream_name)
     return [event["message"] for event in events["events"]]
 
 
-def wait_for_log_line(aws: LocalAws, job_id: str, prefix: str, timeout: float = 30) -> str:
+def wait_for_log_line(aws: Endpoint, job_id: str, prefix: str, timeout: float = 30) -> str:
     """The first line starting with ``prefix`` in the job's current log stream, once it is there."""
     deadline = time.monotonic() + timeout
     while True:
