@@ -39,8 +39,9 @@ def dynamodb(aws: None) -> Any:
     return boto3.client("dynamodb", region_name=REGION)
 
 
-def create_table(dynamodb: Any, name: str = TABLE, *, pk: str = "id", pk_type: str = "S", sk: str = "",
-                 sk_type: str = "S") -> str:
+def create_table(
+    dynamodb: Any, name: str = TABLE, *, pk: str = "id", pk_type: str = "S", sk: str = "", sk_type: str = "S"
+) -> str:
     schema = [{"AttributeName": pk, "KeyType": "HASH"}]
     definitions = [{"AttributeName": pk, "AttributeType": pk_type}]
     if sk:

@@ -30,6 +30,7 @@ from csv_importer.writer import THROTTLING_CODES
 
 log = logging.getLogger("csv_importer")
 
+DEFAULT_MAX_ATTEMPTS = 10  # botocore retry mode "standard" (AWS_RETRY_MODE / AWS_MAX_ATTEMPTS override)
 _TRANSIENT_BOTOCORE = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
 
 
@@ -37,10 +38,14 @@ def make_clients(settings: ImportSettings) -> tuple[Any, Any]:
     """One S3 and one DynamoDB client for the whole process (the writer threads share the DynamoDB one).
 
     Endpoints, region and credentials come from the environment as boto3 reads them
-    (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_DYNAMODB``, ...).
+    (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_DYNAMODB``, ...). Throttling and
+    network errors are retried by botocore's ``standard`` mode, 10 attempts, unless ``AWS_RETRY_MODE`` or
+    ``AWS_MAX_ATTEMPTS`` say otherwise.
     """
     session = boto3.session.Session()
-    retries: Any = {"mode": "standard", "max_attempts": 10}
+    retries: Any = {"mode": os.environ.get("AWS_RETRY_MODE", "standard")}
+    if "AWS_MAX_ATTEMPTS" not in os.environ:
+        retries["total_max_attempts"] = DEFAULT_MAX_ATTEMPTS
     s3 = session.client("s3", config=Config(retries=retries, connect_timeout=10, read_timeout=60))
     dynamodb = session.client(
         "dynamodb",

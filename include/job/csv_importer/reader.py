@@ -124,8 +124,15 @@ def iter_lines(source: ObjectSource, *, gzip: bool = False) -> Iterator[str]:
         try:
             text = decoder.decode(chunk)
         except UnicodeDecodeError as error:
-            line = newlines_before + pending.count("\n") + bytes(error.object[: error.start]).count(b"\n") + 1
-            raise BadInput(f"{source.uri}: line {line} is not valid UTF-8 ({error.reason})") from None
+            # Hand on the complete lines before the bad bytes, then stop naming the line.
+            valid = bytes(error.object[: error.start]).decode("utf-8")
+            if first and valid.startswith("\ufeff"):
+                valid = valid[1:]
+            lines = (pending + valid).split("\n")
+            for line in lines[:-1]:
+                yield line + "\n"
+            line_number = newlines_before + len(lines)
+            raise BadInput(f"{source.uri}: line {line_number} is not valid UTF-8 ({error.reason})") from None
         if first and text:
             first = False
             if text.startswith("\ufeff"):

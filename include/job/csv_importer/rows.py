@@ -9,17 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import (
-    Clamped,
-    Context,
-    Decimal,
-    DecimalException,
-    Inexact,
-    InvalidOperation,
-    Overflow,
-    Rounded,
-    Underflow,
-)
+from decimal import Context, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -35,10 +25,10 @@ else:
 MAX_ITEM_BYTES = 400 * 1024
 INDEX_SLOTS = 16
 RESERVED_ATTRIBUTES = ("importId", "sourceKey", "importedAt", "importSlot")
-# DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..9E+125 (as boto3's TypeSerializer).
-_NUMBER_CONTEXT = Context(
-    Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow, InvalidOperation]
-)
+# DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..9E+125.
+MAX_NUMBER_DIGITS = 38
+MIN_NUMBER_EXPONENT, MAX_NUMBER_EXPONENT = -130, 125
+_NUMBER_CONTEXT = Context(prec=200, Emin=-999999, Emax=999999)
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no"})
 
@@ -93,15 +83,12 @@ def describe_key_schema(dynamodb: DynamoDBClient, table: str) -> KeySchema:
 def parse_number(text: str) -> tuple[str, int]:
     """Return DynamoDB's canonical text for a number and its stored size in bytes (without the name).
 
-    :raises ValueError: not a finite number within DynamoDB's precision and range.
+    :raises ValueError: not a finite number within DynamoDB's precision (38 significant digits) and range
+        (magnitude 1E-130 to 9.99...E+125).
     """
     try:
-        value = _NUMBER_CONTEXT.create_decimal(Decimal(text.strip()))
-    except Inexact:
-        raise ValueError(f"number {text!r} has more than 38 significant digits") from None
-    except (Overflow, Underflow, Clamped, Rounded):
-        raise ValueError(f"number {text!r} is outside DynamoDB's range (1E-130 to 9.9E+125)") from None
-    except (InvalidOperation, DecimalException):
+        value = Decimal(text.strip())
+    except InvalidOperation:
         raise ValueError(f"{text!r} is not a number") from None
     if not value.is_finite():
         raise ValueError(f"{text!r} is not a finite number")
@@ -109,6 +96,10 @@ def parse_number(text: str) -> tuple[str, int]:
         return "0", 2
     normal = value.normalize(_NUMBER_CONTEXT)
     digits = len(normal.as_tuple().digits)
+    if digits > MAX_NUMBER_DIGITS:
+        raise ValueError(f"number {text!r} has more than {MAX_NUMBER_DIGITS} significant digits")
+    if not MIN_NUMBER_EXPONENT <= normal.adjusted() <= MAX_NUMBER_EXPONENT:
+        raise ValueError(f"number {text!r} is outside DynamoDB's range (1E-130 to 9.9E+125)")
     canonical = str(normal) if abs(normal.adjusted()) > 30 else format(normal, "f")
     return canonical, (digits + 1) // 2 + 1
 
@@ -154,7 +145,8 @@ class RowConverter:
                 )
         self.key_attributes = key_schema.attributes
         self.key_positions = [names.index(key.name) for key in key_schema.attributes]
-        self._columns = [(name, len(name.encode("utf-8")), column_types.get(name, "S")) for name in names]
+        types: dict[str, str] = {**column_types, **{key.name: key.type for key in key_schema.attributes}}
+        self._columns = [(name, len(name.encode("utf-8")), types.get(name, "S")) for name in names]
         import_id = stamps["importId"]
         self._stamp_items = {name: {"S": value} for name, value in stamps.items()}
         self._stamp_size = sum(_text_bytes(name) + _text_bytes(value) for name, value in stamps.items())

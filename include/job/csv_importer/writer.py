@@ -113,7 +113,12 @@ class BatchItemWriter:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             self.close()
-        else:
+            return
+        # The import failed (e.g. bad bytes mid-file): still write the valid rows queued before it.
+        try:
+            self.close()
+        except Exception:
+            log.exception("writing the rows queued before the failure also failed")
             self.abort()
 
     def put(self, key_text: str, item: dict[str, Any], item_size: int, origin: RowOrigin) -> None:
