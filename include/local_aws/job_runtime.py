@@ -69,15 +69,17 @@ def glob_matches(pattern: str, value: str) -> bool:
 def retry_action(evaluate_on_exit: list[dict[str, Any]], outcome: AttemptOutcome) -> str:
     """``RETRY`` or ``EXIT`` for a failed attempt: the first rule whose every condition matches wins.
 
-    As on AWS, no matching rule means RETRY (while attempts remain), and actions are case-insensitive.
+    As on AWS, no matching rule means RETRY (while attempts remain), and actions are case-insensitive. A value
+    the attempt does not have (no exit code when the process never started) matches no pattern.
     """
+    values = {
+        "onExitCode": None if outcome.exit_code is None else str(outcome.exit_code),
+        "onStatusReason": outcome.status_reason,
+        "onReason": outcome.container_reason,
+    }
     for rule in evaluate_on_exit:
-        conditions = (
-            ("onExitCode", "" if outcome.exit_code is None else str(outcome.exit_code)),
-            ("onStatusReason", outcome.status_reason),
-            ("onReason", outcome.container_reason or ""),
-        )
-        if all(glob_matches(str(rule[key]), value) for key, value in conditions if key in rule):
+        conditions = [(str(rule[key]), value) for key, value in values.items() if key in rule]
+        if all(value is not None and glob_matches(pattern, value) for pattern, value in conditions):
             return str(rule.get("action", "RETRY")).upper()
     return "RETRY"
 

@@ -220,6 +220,11 @@ class MotoBatchJob:
 
     def command(self) -> list[str]:
         """The container command (override wins) with every ``Ref::name`` replaced by the job's parameters."""
+        if self._job.job_definition.container_properties is None:
+            raise ValueError(
+                f"job definition {self._job.job_definition.name} is not a container job definition: multi-node and "
+                "EKS jobs cannot run as host processes"
+            )
         command = self._job._get_container_property("command", [])
         if isinstance(command, str):
             command = [command]
@@ -649,8 +654,3 @@ def install_patches(runtime: ProcessRuntime) -> None:
         batch_models.JOB_NAME_REGEX = AWS_JOB_NAME_PATTERN
         _installed_runtime = runtime
         log.debug("moto %s patched: Batch jobs run as host processes", moto.__version__)
-
-
-def describe_patches() -> str:
-    """The moto names replaced in this process, for diagnostics."""
-    return json.dumps(sorted(_ORIGINALS))

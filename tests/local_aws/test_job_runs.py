@@ -126,7 +126,9 @@ def test_command_that_cannot_start_fails_with_a_clear_reason(local_aws: LocalAws
     assert len(job["attempts"]) == 2  # a start failure is retried like any other failed attempt
 
 
-def test_stdout_and_stderr_reach_cloudwatch_for_the_provider_log_fetcher(local_aws: LocalAws) -> None:
+def test_stdout_and_stderr_reach_cloudwatch_for_the_provider_log_fetcher(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
     from airflow.providers.amazon.aws.utils.task_log_fetcher import AwsTaskLogFetcher
 
@@ -139,7 +141,11 @@ def test_stdout_and_stderr_reach_cloudwatch_for_the_provider_log_fetcher(local_a
     job = wait_for_status(local_aws, job_id)
     assert job["status"] == "SUCCEEDED", job.get("statusReason")
 
-    hook = BatchClientHook(aws_conn_id=None, region_name="us-east-1")
+    monkeypatch.delenv(
+        "AWS_ENDPOINT_URL"
+    )  # the endpoint must come from the fixture's AIRFLOW_CONN_AWS_DEFAULT
+    hook = BatchClientHook(aws_conn_id="aws_default")
+    assert hook.conn_region_name == "us-east-1"
     [log_info] = hook.get_job_all_awslogs_info(job_id)
     assert log_info["awslogs_group"] == "/aws/batch/job"
     assert log_info["awslogs_stream_name"] == job["container"]["logStreamName"]
@@ -148,8 +154,8 @@ def test_stdout_and_stderr_reach_cloudwatch_for_the_provider_log_fetcher(local_a
         log_stream_name=log_info["awslogs_stream_name"],
         fetch_interval=None,  # type: ignore[arg-type]
         logger=hook.log,
-        aws_conn_id=None,
-        region_name="us-east-1",
+        aws_conn_id="aws_default",
+        region_name=hook.conn_region_name,
     )
     messages = [event["message"] for event in fetcher._get_log_events()]
     assert sorted(messages) == sorted(["to stdout", "to stderr", "été ✓"])
