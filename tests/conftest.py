@@ -31,4 +31,4 @@ for path in (PROJECT_ROOT / "plugins", PROJECT_ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-pytest_plugins = ["tests.fixtures.local_aws"]
+pytest_plugins = ["tests.fixtures.local_aws", "tests.fixtures.airflow"]

@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
-from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
@@ -403,7 +403,19 @@ class BatchSubmitOperator(BatchOperator):
         )
 
 
-class VerifyImportOperator(AwsBaseOperator[DynamoDBHook]):
+class DynamoDBClientHook(AwsBaseHook):
+    """A plain ``dynamodb`` client hook.
+
+    The provider's ``DynamoDBHook`` wraps the resource API, whose client re-serializes DynamoDB-JSON values
+    (``{"S": ...}``) as maps, which breaks ``Query``/``BatchGetItem`` written against the low-level API.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "dynamodb"
+        super().__init__(*args, **kwargs)
+
+
+class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
     """Count the items of one import in DynamoDB and compare them with the job's manifests.
 
     Re-counts up to ``settle_attempts`` times (the index is eventually consistent), then fails without
@@ -422,7 +434,7 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBHook]):
     :param settle_seconds: pause between counts
     """
 
-    aws_hook_class = DynamoDBHook
+    aws_hook_class = DynamoDBClientHook
     template_fields: Sequence[str] = aws_template_fields(
         "import_id",
         "s3_key",
@@ -467,7 +479,7 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBHook]):
         from batch_import.verification import VerificationError, verify_import, write_verified_marker
 
         s3_client = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).conn
-        dynamodb_client = self.hook.client
+        dynamodb_client = self.hook.conn
         for attempt in range(1, max(1, self.settle_attempts) + 1):
             try:
                 result, totals = verify_import(

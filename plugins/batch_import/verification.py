@@ -220,11 +220,11 @@ def _row_keys(
             return
         positions.append(header.index(name))
     for row in rows:
-        if len(row) < len(header):
+        if len(row) != len(header):
             continue
         values = []
         for position, (_, key_type) in zip(positions, key_schema, strict=True):
-            cell = row[position].strip()
+            cell = row[position]  # the job keeps string keys as they are (no trimming)
             values.append(_canonical_number(cell) if key_type == "N" else cell)
         if all(values):
             yield tuple(values)

@@ -1,0 +1,148 @@
+"""End-to-end set-up: one local AWS endpoint provisioned once per module by the real provisioning DAG.
+
+Every e2e test then runs the real import DAG with ``dag.test()`` (tasks in-process, Batch jobs as real
+``csv-importer`` processes of the local endpoint) on its own landing date, so tests share the provisioned
+environment without sharing data. Config overrides make runs quick: 1 s polls, a small shard threshold
+(a few KB) and a short sensor grace period.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from include.local_aws import LocalAws
+
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+REGION = "us-east-1"
+E2E_CONFIG = {
+    "CSV_IMPORT__IMPORT__SHARD_THRESHOLD_BYTES": "4000",
+    "CSV_IMPORT__IMPORT__SHARD_TARGET_BYTES": "2500",
+    "CSV_IMPORT__IMPORT__MAX_SHARDS": "3",
+    "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "1",
+    "CSV_IMPORT__IMPORT__RETRY_DELAY_SECONDS": "1",
+    "CSV_IMPORT__SCHEDULE__SENSOR_GRACE_SECONDS": "3",
+    "CSV_IMPORT__SCHEDULE__SENSOR_POKE_SECONDS": "1",
+}
+
+
+@dataclass
+class Pipeline:
+    """The provisioned local environment and the clients a test checks it with."""
+
+    aws: LocalAws
+    config: Any
+    s3: Any
+    dynamodb: Any
+    batch: Any
+
+    def land(self, key: str, text: str) -> str:
+        body = gzip.compress(text.encode()) if key.endswith(".gz") else text.encode()
+        self.s3.put_object(Bucket=self.config.bucket.name, Key=key, Body=body)
+        return key
+
+    def items_of(self, import_id: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.config.table.name):
+            items.extend(page["Items"])
+        if import_id is None:
+            return items
+        return [item for item in items if item["importId"]["S"] == import_id]
+
+    def jobs_named(self, prefix: str) -> list[dict[str, Any]]:
+        pages = self.batch.get_paginator("list_jobs").paginate(
+            jobQueue=self.config.batch.job_queue, filters=[{"name": "JOB_NAME", "values": [f"{prefix}*"]}]
+        )
+        return [job for page in pages for job in page["jobSummaryList"]]
+
+    def run_import(self, date: str, **conf: Any) -> Any:
+        """``dag.test()`` of the import DAG for ``date``; returns the finished DagRun."""
+        dag = parse_dag("import_csv_to_dynamodb")
+        logical_date = datetime.fromisoformat(date).replace(tzinfo=UTC)
+        return dag.test(logical_date=logical_date, run_conf=conf or None)
+
+
+def parse_dag(dag_id: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id]
+
+
+def task_states(dag_run: Any) -> dict[str, list[tuple[str | None, int]]]:
+    """``{task_id: [(state, try_number) per map index]}`` of a finished run, read from the metadata DB."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number)
+            .where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
+            .order_by(TaskInstance.task_id, TaskInstance.map_index)
+        ).all()
+    states: dict[str, list[tuple[str | None, int]]] = {}
+    for task_id, _, state, try_number in rows:
+        states.setdefault(task_id, []).append((str(state) if state else None, try_number))
+    return states
+
+
+def csv_text(header: list[str], rows: list[list[str]]) -> str:
+    import csv
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pipeline(local_aws_server: LocalAws, airflow_db: None) -> Iterator[Pipeline]:
+    with pytest.MonkeyPatch.context() as env:
+        local_aws_server.reset()
+        env.delenv("AWS_PROFILE", raising=False)
+        env.setenv("AWS_ENDPOINT_URL", local_aws_server.url)
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        # Job processes run `csv-importer` from PATH: the project's virtual environment comes first.
+        env.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        env.setenv(
+            "AIRFLOW_CONN_AWS_DEFAULT",
+            json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": "testing",
+                    "password": "testing",
+                    "extra": {"region_name": REGION, "endpoint_url": local_aws_server.url},
+                }
+            ),
+        )
+        for name, value in E2E_CONFIG.items():
+            env.setenv(name, value)
+        from batch_import.config import load_config
+
+        provisioned = parse_dag("provision_batch_environment").test()
+        assert str(provisioned.state) == "success", task_states(provisioned)
+        client_kwargs = {"endpoint_url": local_aws_server.url, "region_name": REGION}
+        yield Pipeline(
+            aws=local_aws_server,
+            config=load_config(),
+            s3=boto3.client("s3", **client_kwargs),
+            dynamodb=boto3.client("dynamodb", **client_kwargs),
+            batch=boto3.client("batch", **client_kwargs),
+        )
+        local_aws_server.stop_jobs("e2e module finished")
