@@ -40,7 +40,7 @@ def running_pids(aws: LocalAws, job_id: str) -> list[int]:
 def test_attempt_timeout_kills_the_process_and_fails_without_retry(local_aws: LocalAws) -> None:
     _, queue = create_queue(local_aws)
     definition = register_python_job(
-        local_aws, SLEEP_WITH_CHILD, timeout={"attemptDurationSeconds": 1}, retryStrategy={"attempts": 3}
+        local_aws, SLEEP_WITH_CHILD, timeout={"attemptDurationSeconds": 3}, retryStrategy={"attempts": 3}
     )
     job_id = client(local_aws, "batch").submit_job(jobName="slow", jobQueue=queue, jobDefinition=definition)[
         "jobId"

@@ -159,3 +159,21 @@ def test_stdout_and_stderr_reach_cloudwatch_for_the_provider_log_fetcher(
     )
     messages = [event["message"] for event in fetcher._get_log_events()]
     assert sorted(messages) == sorted(["to stdout", "to stderr", "été ✓"])
+
+
+def test_the_venv_console_scripts_are_found_without_an_activated_venv(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # as when pytest runs as .venv/bin/python without activation
+    _, queue = create_queue(local_aws)
+    definition = register_python_job(
+        local_aws, "pass", containerProperties={"command": ["csv-importer", "--help"]}
+    )
+
+    job_id = client(local_aws, "batch").submit_job(
+        jobName="importer-help", jobQueue=queue, jobDefinition=definition
+    )["jobId"]
+    job = wait_for_status(local_aws, job_id)
+
+    assert job["status"] == "SUCCEEDED", job.get("container", {}).get("reason")
+    assert log_messages(local_aws, job["container"]["logStreamName"])[0].startswith("usage: csv-importer")
