@@ -226,7 +226,7 @@ class AirflowStandalone:
         """SIGTERM the whole process group, wait, then SIGKILL whatever is left."""
         process, self._process = self._process, None
         if process is not None:
-            _stop_process_group(process, timeout=timeout)
+            stop_process_group(process, timeout=timeout)
             log.info("Airflow standalone (pid %s) stopped", process.pid)
         if self._log_file is not None:
             self._log_file.close()
@@ -245,7 +245,7 @@ class AirflowStandalone:
         self.stop()
 
 
-def _stop_process_group(process: subprocess.Popen[Any], *, timeout: float) -> None:
+def stop_process_group(process: subprocess.Popen[Any], *, timeout: float) -> None:
     """Stop a process started with ``start_new_session=True`` and everything in its group."""
     pgid = process.pid  # session leader: its pid is the group id
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
@@ -256,13 +256,13 @@ def _stop_process_group(process: subprocess.Popen[Any], *, timeout: float) -> No
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             process.poll()
-            if not _group_alive(pgid):
+            if not group_alive(pgid):
                 return
             time.sleep(0.2)
     process.poll()
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:

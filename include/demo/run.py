@@ -1,0 +1,268 @@
+"""The demo's steps, in order; every process it starts is stopped on the way out."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import boto3
+
+from batch_import import files
+from batch_import.config import PipelineConfig, load_config
+from include.airflow_standalone import AirflowRestClient, AirflowStandalone, local_aws_connection
+from include.demo import IMPORT_DAG_ID, PROJECT_ROOT, PROVISION_DAG_ID
+from include.demo.local_endpoint import LocalEndpointProcess
+from include.demo.sample_files import COLUMN_TYPES, SampleFile, sample_week
+from include.demo.summary import FileOutcome, format_table, read_outcome
+
+log = logging.getLogger("include.demo")
+
+DEFAULT_HOME = PROJECT_ROOT / ".local" / "demo"
+# Demo-sized settings; a variable already set in the environment wins.
+DEMO_SETTINGS = {
+    "CSV_IMPORT__IMPORT__SHARD_THRESHOLD_BYTES": str(256 * 1024),
+    "CSV_IMPORT__IMPORT__SHARD_TARGET_BYTES": str(256 * 1024),
+    "CSV_IMPORT__IMPORT__COLUMN_TYPES": COLUMN_TYPES,
+    "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "2",
+    "CSV_IMPORT__SCHEDULE__SENSOR_POKE_SECONDS": "10",
+}
+DEMO_MAX_REJECT_RATIO = 0.05  # the backfill's dag_run_conf: the file with three bad rows stays under it
+LOCAL_CREDENTIALS = "local"  # the local endpoint accepts any credentials
+
+
+class DemoFailed(RuntimeError):
+    """A demo step failed; the message says which and where its logs are."""
+
+
+class _Stop(Exception):
+    """SIGTERM: leave the wait loop and clean up like Ctrl-C."""
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m include.demo", description=__doc__)
+    parser.add_argument(
+        "--ci",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("CI", "").lower() in ("1", "true", "yes"),
+        help="exit after the summary (default: on when CI=true)",
+    )
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="working folder, wiped at start")
+    parser.add_argument("--large-file-rows", type=int, default=8000, help="rows of the file that is sharded")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the backfill")
+    return parser.parse_args(argv)
+
+
+def _say(started: float, message: str, *args: object) -> None:
+    print(f"[demo {time.monotonic() - started:6.1f} s] {message % args if args else message}", flush=True)
+
+
+def demo_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The demo's ``CSV_IMPORT__`` settings, minus those the caller already set."""
+    return {name: value for name, value in DEMO_SETTINGS.items() if name not in environ}
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        return run_demo(arguments)
+    except DemoFailed as err:
+        print(f"\ndemo failed: {err}", file=sys.stderr, flush=True)
+        return 1
+    except (KeyboardInterrupt, _Stop):
+        print("\nstopped", flush=True)
+        return 130
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop()
+
+
+def run_demo(arguments: argparse.Namespace) -> int:
+    started = time.monotonic()
+    home: Path = arguments.home.resolve()
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    extra_env = demo_environment(os.environ)
+    config = load_config(environ={**os.environ, **extra_env})
+    endpoint = LocalEndpointProcess(log_path=home / "local_aws.log", extra_env=extra_env)
+    standalone: AirflowStandalone | None = None
+    try:
+        _say(started, "starting the local AWS endpoint (log %s)", endpoint.log_path)
+        endpoint.start()
+        _say(
+            started,
+            "local AWS endpoint at %s; starting airflow standalone (log %s)",
+            endpoint.url,
+            home / "airflow.log",
+        )
+        standalone = AirflowStandalone(
+            airflow_home=home / "airflow_home",
+            aws_connection=local_aws_connection(endpoint_url=endpoint.url, region_name=config.aws.region),
+            extra_env=extra_env,
+            log_path=home / "airflow.log",
+        )
+        standalone.start()
+        client = standalone.client()
+        _say(started, "Airflow is up at %s; waiting for the DAGs to be parsed", standalone.url)
+        for dag_id in (PROVISION_DAG_ID, IMPORT_DAG_ID):
+            client.wait_for_dag(dag_id)
+        provision(client, started)
+        samples = land_week(config, endpoint.url, arguments.large_file_rows, started)
+        runs = backfill_week(client, samples, arguments.timeout, started)
+        outcomes = summarise(config, endpoint.url, samples)
+        print("\n" + format_table(outcomes) + "\n", flush=True)
+        failed_runs = [run["dag_run_id"] for run in runs if run["state"] != "success"]
+        ok = all(outcome.as_expected for outcome in outcomes) and not failed_runs
+        if failed_runs:
+            print(
+                f"runs not successful: {', '.join(failed_runs)} (task logs under {home / 'airflow_home' / 'logs'})"
+            )
+        _say(
+            started,
+            "%s",
+            "every file imported and verified as expected" if ok else "NOT every file came out as expected",
+        )
+        if arguments.ci:
+            return 0 if ok else 1
+        _serve_until_interrupted(standalone, endpoint.url, home)
+        return 0 if ok else 1
+    finally:
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if standalone is not None:
+            standalone.stop()
+        endpoint.stop()
+        _say(started, "stopped everything the demo started")
+
+
+def provision(client: AirflowRestClient, started: float) -> None:
+    _say(started, "running %s", PROVISION_DAG_ID)
+    run = client.trigger(PROVISION_DAG_ID, logical_date=None)
+    (finished,) = client.wait_for_runs(PROVISION_DAG_ID, [run["dag_run_id"]], timeout=300)
+    if finished["state"] != "success":
+        raise DemoFailed(
+            f"{PROVISION_DAG_ID} run {run['dag_run_id']} ended {finished['state']}: {_failed_tasks(client, finished)}"
+        )
+    _say(started, "provisioned (bucket, table, IAM roles, Batch compute environment, queue, job definition)")
+
+
+def _failed_tasks(client: AirflowRestClient, run: Mapping[str, str]) -> str:
+    instances = client.task_instances(run["dag_id"], run["dag_run_id"])
+    failed = [
+        f"{ti['task_id']}[{ti['map_index']}]={ti['state']}" for ti in instances if ti["state"] != "success"
+    ]
+    return ", ".join(failed) or "no failed task"
+
+
+def _s3_client(config: PipelineConfig, endpoint_url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=config.aws.region,
+        aws_access_key_id=LOCAL_CREDENTIALS,
+        aws_secret_access_key=LOCAL_CREDENTIALS,
+    )
+
+
+def land_week(
+    config: PipelineConfig, endpoint_url: str, large_file_rows: int, started: float
+) -> list[SampleFile]:
+    """Upload a generated week ending two days ago (yesterday's interval is the scheduler's own run)."""
+    first_date = datetime.now(UTC).date() - timedelta(days=8)
+    samples = sample_week(
+        first_date=first_date, landing_prefix=config.bucket.landing_prefix, large_file_rows=large_file_rows
+    )
+    s3 = _s3_client(config, endpoint_url)
+    for sample in samples:
+        s3.put_object(Bucket=config.bucket.name, Key=sample.key, Body=sample.body)
+    total = sum(len(s.body) for s in samples)
+    _say(
+        started,
+        "landed %d files (%d bytes) under s3://%s/%s%s .. %s",
+        len(samples),
+        total,
+        config.bucket.name,
+        config.bucket.landing_prefix,
+        samples[0].partition_date,
+        samples[-1].partition_date,
+    )
+    return samples
+
+
+def backfill_week(
+    client: AirflowRestClient, samples: list[SampleFile], timeout: float, started: float
+) -> list[dict[str, Any]]:
+    first: date = samples[0].partition_date
+    last: date = samples[-1].partition_date
+    backfill = client.create_backfill(
+        IMPORT_DAG_ID,
+        from_date=f"{first.isoformat()}T00:00:00Z",
+        to_date=f"{last.isoformat()}T00:00:00Z",
+        max_active_runs=2,
+        dag_run_conf={"max_reject_ratio": DEMO_MAX_REJECT_RATIO},
+    )
+    _say(
+        started,
+        "backfill %s of %s created for %s .. %s; the scheduler runs it",
+        backfill["id"],
+        IMPORT_DAG_ID,
+        first,
+        last,
+    )
+    runs = client.wait_for_backfill(backfill, timeout=timeout)
+    states = ", ".join(f"{run['logical_date'][:10]} {run['state']}" for run in runs)
+    _say(started, "backfill complete: %s", states)
+    return runs
+
+
+def summarise(config: PipelineConfig, endpoint_url: str, samples: list[SampleFile]) -> list[FileOutcome]:
+    s3 = _s3_client(config, endpoint_url)
+    outcomes = []
+    for sample in samples:
+        expected_shards = files.shard_count_for(
+            len(sample.body),
+            threshold_bytes=config.import_.shard_threshold_bytes,
+            target_bytes=config.import_.shard_target_bytes,
+            max_shards=config.import_.max_shards,
+        )
+        outcomes.append(
+            read_outcome(
+                s3,
+                sample,
+                bucket_name=config.bucket.name,
+                manifest_prefix=config.bucket.manifest_prefix,
+                expected_shards=expected_shards,
+            )
+        )
+    return outcomes
+
+
+def _serve_until_interrupted(standalone: AirflowStandalone, endpoint_url: str, home: Path) -> None:
+    login = standalone.login
+    print(
+        f"\nAirflow UI:   {standalone.url}   (login {login.username} / {login.password})\n"
+        f"Local AWS:    {endpoint_url}\n"
+        f"Logs:         {home}\n"
+        f"Everything keeps running: trigger {IMPORT_DAG_ID} from the UI with an s3_key, or backfill it.\n"
+        "Press Ctrl-C to stop.",
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(1)
+    except (KeyboardInterrupt, _Stop):
+        print("\nstopping", flush=True)

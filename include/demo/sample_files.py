@@ -1,0 +1,113 @@
+"""A generated week of landing files: several files on one date, one large (sharded) file, one with bad rows."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+COLUMNS = ("id", "customer", "category", "price", "quantity", "ordered_at")
+COLUMN_TYPES = "price:N,quantity:N"  # the demo's CSV_IMPORT__IMPORT__COLUMN_TYPES
+CATEGORIES = ("books", "games", "garden", "kitchen", "music", "tools")
+
+
+@dataclass(frozen=True)
+class SampleFile:
+    """One generated landing file and what a correct import of it reports."""
+
+    partition_date: date
+    key: str
+    body: bytes
+    data_rows: int
+    bad_rows: int
+
+    @property
+    def good_rows(self) -> int:
+        return self.data_rows - self.bad_rows
+
+
+def _good_row(rng: random.Random, row_id: str, day: date) -> list[str]:
+    return [
+        row_id,
+        f"customer-{rng.randrange(1, 5000):05d}",
+        rng.choice(CATEGORIES),
+        f"{rng.randrange(100, 100000) / 100:.2f}",
+        str(rng.randrange(1, 20)),
+        f"{day.isoformat()}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00Z",
+    ]
+
+
+def _bad_rows(rng: random.Random, day: date, prefix: str) -> list[list[str]]:
+    """Rows the job must reject: no key, a non-numeric typed column, too few columns."""
+    no_key = _good_row(rng, "", day)
+    not_a_number = _good_row(rng, f"{prefix}-bad-price", day)
+    not_a_number[COLUMNS.index("price")] = "twelve euros"
+    too_short = [f"{prefix}-short", "customer-00001"]
+    return [no_key, not_a_number, too_short]
+
+
+def _csv_bytes(rows: list[list[str]]) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(rows)
+    return text.getvalue().encode("utf-8")
+
+
+def _sample(
+    rng: random.Random,
+    *,
+    landing_prefix: str,
+    day: date,
+    name: str,
+    rows: int,
+    with_bad_rows: bool = False,
+    gzipped: bool = False,
+) -> SampleFile:
+    prefix = f"{day:%Y%m%d}-{name}"
+    body_rows = [_good_row(rng, f"{prefix}-{number:06d}", day) for number in range(rows)]
+    bad = _bad_rows(rng, day, prefix) if with_bad_rows else []
+    for offset, row in enumerate(bad):
+        body_rows.insert((offset + 1) * len(body_rows) // (len(bad) + 1), row)
+    body = _csv_bytes(body_rows)
+    suffix = ".csv"
+    if gzipped:
+        body = gzip.compress(body, mtime=0)
+        suffix = ".csv.gz"
+    return SampleFile(
+        partition_date=day,
+        key=f"{landing_prefix}{day.isoformat()}/{name}{suffix}",
+        body=body,
+        data_rows=len(body_rows),
+        bad_rows=len(bad),
+    )
+
+
+def sample_week(
+    *, first_date: date, landing_prefix: str, large_file_rows: int, seed: int = 7
+) -> list[SampleFile]:
+    """Seven days of files under ``<landing_prefix><date>/``, deterministic for a given seed.
+
+    Day 3 has three files, day 4 one ``large_file_rows``-row file (to be sharded), day 5 a file with three bad
+    rows, day 6 a gzipped file.
+    """
+    rng = random.Random(seed)
+    day = [first_date + timedelta(days=offset) for offset in range(7)]
+    plan = [
+        (day[0], "orders", 300, False, False),
+        (day[1], "orders", 250, False, False),
+        (day[2], "orders-web", 200, False, False),
+        (day[2], "orders-shop", 150, False, False),
+        (day[2], "returns", 80, False, False),
+        (day[3], "orders-bulk", large_file_rows, False, False),
+        (day[4], "orders", 300, True, False),
+        (day[5], "orders", 250, False, True),
+        (day[6], "orders", 200, False, False),
+    ]
+    return [
+        _sample(rng, landing_prefix=landing_prefix, day=d, name=n, rows=r, with_bad_rows=b, gzipped=g)
+        for d, n, r, b, g in plan
+    ]

@@ -1,0 +1,155 @@
+"""What happened to each landed file, read back from the bucket: manifests and verification markers.
+
+Every number comes from what the pipeline wrote (``manifests/<import_id>/shard-<i>-of-<n>.json`` from the job,
+``manifests/<import_id>/verified.json`` from ``verify_file``), never from the demo's own bookkeeping; the
+generated files only supply what a correct import should report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from batch_import import files
+from include.demo.sample_files import SampleFile
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_SHARD_MANIFEST = re.compile(r"/shard-(\d+)-of-(\d+)\.json$")
+_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+
+
+@dataclass
+class FileOutcome:
+    """The pipeline's record of one file, and how it differs from what a correct import reports."""
+
+    sample: SampleFile
+    import_id: str
+    expected_shards: int
+    shard_count: int = 0
+    shards_found: int = 0
+    rows_read: int = 0
+    rows_imported: int = 0
+    rows_rejected: int = 0
+    statuses: tuple[str, ...] = ()
+    verified: bool = False
+    duration_seconds: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def as_expected(self) -> bool:
+        return not self.problems
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
+def _read_json(s3_client: S3Client, bucket_name: str, key: str) -> dict[str, Any] | None:
+    try:
+        body = s3_client.get_object(Bucket=bucket_name, Key=key)["Body"].read()
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in _NOT_FOUND:
+            return None
+        raise
+    return json.loads(body)
+
+
+def read_outcome(
+    s3_client: S3Client,
+    sample: SampleFile,
+    *,
+    bucket_name: str,
+    manifest_prefix: str,
+    expected_shards: int,
+) -> FileOutcome:
+    """Add up the file's shard manifests, read its verification marker, and list what is not as expected."""
+    from csv_importer.import_id import derive_import_id
+
+    landed = files.describe_landed_file(s3_client, bucket_name=bucket_name, key=sample.key)
+    import_id = derive_import_id(bucket_name, sample.key, landed["etag"])
+    outcome = FileOutcome(sample=sample, import_id=import_id, expected_shards=expected_shards)
+    manifests: list[dict[str, Any]] = []
+    paginator = s3_client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket_name, Prefix=f"{manifest_prefix}{import_id}/"):
+        for obj in page.get("Contents", []):
+            match = _SHARD_MANIFEST.search(obj["Key"])
+            if match:
+                outcome.shard_count = max(outcome.shard_count, int(match.group(2)))
+                manifest = _read_json(s3_client, bucket_name, obj["Key"])
+                if manifest is not None:
+                    manifests.append(manifest)
+    outcome.shards_found = len(manifests)
+    outcome.rows_read = sum(int(m.get("rows_read") or 0) for m in manifests)
+    outcome.rows_imported = sum(int(m.get("rows_imported") or 0) for m in manifests)
+    outcome.rows_rejected = sum(int(m.get("rows_rejected") or 0) for m in manifests)
+    outcome.statuses = tuple(sorted({str(m.get("status")) for m in manifests}))
+    starts = [t for t in (_parse_time(m.get("started_at")) for m in manifests) if t]
+    ends = [t for t in (_parse_time(m.get("finished_at")) for m in manifests) if t]
+    if starts and ends:
+        outcome.duration_seconds = (max(ends) - min(starts)).total_seconds()
+    marker = _read_json(s3_client, bucket_name, files.verified_marker_key(manifest_prefix, import_id))
+    outcome.verified = marker is not None and marker.get("import_id") == import_id
+    outcome.problems = _problems(outcome)
+    return outcome
+
+
+def _problems(outcome: FileOutcome) -> list[str]:
+    sample = outcome.sample
+    if not outcome.shards_found:
+        return ["no manifest: the file was not imported"]
+    problems = []
+    if outcome.shards_found != outcome.shard_count:
+        problems.append(f"manifests of {outcome.shards_found} of {outcome.shard_count} shards")
+    if outcome.shard_count != outcome.expected_shards:
+        problems.append(f"{outcome.shard_count} shards, expected {outcome.expected_shards}")
+    if outcome.statuses != ("succeeded",):
+        problems.append(f"status {','.join(outcome.statuses)}")
+    for name, got, expected in (
+        ("rows read", outcome.rows_read, sample.data_rows),
+        ("rows imported", outcome.rows_imported, sample.good_rows),
+        ("rows rejected", outcome.rows_rejected, sample.bad_rows),
+    ):
+        if got != expected:
+            problems.append(f"{name} {got}, expected {expected}")
+    if not outcome.verified:
+        problems.append("not verified")
+    return problems
+
+
+def format_table(outcomes: Sequence[FileOutcome]) -> str:
+    """A plain-text table, one line per file."""
+    header = ("date", "key", "shards", "rows", "imported", "rejected", "verified", "duration", "result")
+    lines = [header]
+    for o in outcomes:
+        duration = f"{o.duration_seconds:.1f} s" if o.duration_seconds is not None else "-"
+        result = "as expected" if o.as_expected else "; ".join(o.problems)
+        lines.append(
+            (
+                o.sample.partition_date.isoformat(),
+                o.sample.key,
+                str(o.shard_count or "-"),
+                str(o.rows_read),
+                str(o.rows_imported),
+                str(o.rows_rejected),
+                "yes" if o.verified else "no",
+                duration,
+                result,
+            )
+        )
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
+    rendered = []
+    for row in lines:
+        cells = [cell.rjust(w) if i >= 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        rendered.append("  ".join([*cells, row[-1]]))
+    rendered.insert(1, "-" * len(rendered[0]))
+    return "\n".join(rendered)

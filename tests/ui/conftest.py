@@ -1,0 +1,157 @@
+"""A running stack for the browser tests: local AWS endpoint + ``airflow standalone``, provisioned, one file landed.
+
+Headless Chromium and chromedriver come from the operating system's packages (Debian: ``apt-get install
+chromium chromium-driver``); Selenium is pointed at them and never downloads a browser or driver.
+Without them the tests are skipped with the reason, except under ``CI=true``, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from batch_import.config import PipelineConfig, load_config
+from include.airflow_standalone import AirflowRestClient, AirflowStandalone, local_aws_connection
+from include.demo import IMPORT_DAG_ID, PROVISION_DAG_ID
+from include.demo.local_endpoint import LocalEndpointProcess
+from include.demo.sample_files import COLUMN_TYPES, SampleFile, sample_week
+
+CHROMIUM = Path(os.environ.get("UI_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("UI_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
+INSTALL_HINT = "install them from the OS packages, e.g. `sudo apt-get install chromium chromium-driver`"
+HEADLESS_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+)
+LOCAL_CREDENTIALS = "local"
+UI_SETTINGS = {
+    "CSV_IMPORT__IMPORT__COLUMN_TYPES": COLUMN_TYPES,
+    "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "2",
+}
+
+
+def _missing_browser() -> str | None:
+    missing = [
+        str(path) for path in (CHROMIUM, CHROMEDRIVER) if not (path.is_file() and os.access(path, os.X_OK))
+    ]
+    if not missing:
+        return None
+    return f"headless Chromium not found ({', '.join(missing)}): {INSTALL_HINT}"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def chromium_paths() -> tuple[Path, Path]:
+    """The system Chromium and chromedriver; skip without them (fail under CI=true)."""
+    reason = _missing_browser()
+    if reason:
+        print(f"\nUI tests: {reason}")
+        if _in_ci():
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    return CHROMIUM, CHROMEDRIVER
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    """What the browser tests drive: Airflow's URL and login, its REST client, the AWS endpoint, one landed file."""
+
+    standalone: AirflowStandalone
+    client: AirflowRestClient
+    endpoint_url: str
+    config: PipelineConfig
+    landed: SampleFile
+
+    def s3_client(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.config.aws.region,
+            aws_access_key_id=LOCAL_CREDENTIALS,
+            aws_secret_access_key=LOCAL_CREDENTIALS,
+        )
+
+
+@pytest.fixture(scope="module")
+def running_stack(
+    chromium_paths: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
+    home = tmp_path_factory.mktemp("ui-stack")
+    env = {**os.environ, **UI_SETTINGS}
+    config = load_config(environ=env)
+    endpoint = LocalEndpointProcess(log_path=home / "local_aws.log", extra_env=UI_SETTINGS)
+    standalone: AirflowStandalone | None = None
+    try:
+        endpoint.start()
+        standalone = AirflowStandalone(
+            airflow_home=home / "airflow_home",
+            aws_connection=local_aws_connection(endpoint_url=endpoint.url, region_name=config.aws.region),
+            extra_env=UI_SETTINGS,
+            log_path=home / "airflow.log",
+        )
+        standalone.start()
+        client = standalone.client()
+        for dag_id in (PROVISION_DAG_ID, IMPORT_DAG_ID):
+            client.wait_for_dag(dag_id)
+        run = client.trigger(PROVISION_DAG_ID, logical_date=None)
+        (provisioned,) = client.wait_for_runs(PROVISION_DAG_ID, [run["dag_run_id"]], timeout=300)
+        assert provisioned["state"] == "success", (
+            f"{PROVISION_DAG_ID} ended {provisioned['state']}; see {home}"
+        )
+        # A date no scheduled run covers (catchup is off), so only the browser's trigger imports the file.
+        day = datetime.now(UTC).date() - timedelta(days=40)
+        sample = sample_week(first_date=day, landing_prefix=config.bucket.landing_prefix, large_file_rows=10)[
+            0
+        ]
+        stack = RunningStack(
+            standalone=standalone,
+            client=client,
+            endpoint_url=endpoint.url,
+            config=config,
+            landed=sample,
+        )
+        stack.s3_client().put_object(Bucket=config.bucket.name, Key=sample.key, Body=sample.body)
+        yield stack
+    finally:
+        if standalone is not None:
+            standalone.stop()
+        endpoint.stop()
+
+
+@pytest.fixture
+def browser(chromium_paths: tuple[Path, Path], tmp_path: Path) -> Iterator[Any]:
+    """A fresh headless Chromium (own profile directory) driven through the system chromedriver."""
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = chromium_paths
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for flag in HEADLESS_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service(executable_path=str(chromedriver)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)

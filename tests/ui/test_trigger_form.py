@@ -1,0 +1,146 @@
+"""The import DAG's trigger form, used in a real (headless) browser against a running ``airflow standalone``.
+
+Login, open the DAG, trigger it with an ``s3_key``: the run succeeds and the file is imported and verified.
+Trigger it with a key outside the landing prefix: the form shows the refusal and no run is created.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote, unquote
+
+import pytest
+
+from batch_import import files
+from include.demo import IMPORT_DAG_ID
+from include.demo.summary import read_outcome
+from tests.ui.conftest import RunningStack
+
+pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.timeout(600)]
+
+UI_WAIT_SECONDS = 20
+RUN_WAIT_SECONDS = 240
+
+
+def _wait(browser: Any, timeout: float = UI_WAIT_SECONDS) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout)
+
+
+def _log_in(browser: Any, stack: RunningStack, next_path: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    browser.get(f"{stack.standalone.url}/auth/login?next={quote(next_path, safe='')}")
+    _wait(browser).until(ec.visibility_of_element_located((By.NAME, "username"))).send_keys(
+        stack.standalone.login.username
+    )
+    browser.find_element(By.NAME, "password").send_keys(stack.standalone.login.password)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait(browser).until(ec.url_contains(next_path))
+
+
+def _open_trigger_form(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    _wait(browser).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))
+    ).click()
+    _wait(browser).until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]"))
+    )
+
+
+def _submit_with_s3_key(browser: Any, s3_key: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    field = _wait(browser).until(ec.visibility_of_element_located((By.ID, "element_s3_key")))
+    field.clear()
+    field.send_keys(s3_key)
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]").click()
+
+
+def _run_state_in_page(browser: Any, run_id: str) -> str | None:
+    """The run's state badge next to its heading on the run page, lower-cased (None while not rendered)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    badge = f"//h2[normalize-space(text())='{run_id}']/following-sibling::span[@data-testid='state-badge']"
+    try:
+        return browser.find_element(By.XPATH, badge).text.strip().lower() or None
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
+def test_trigger_form_imports_the_given_s3_key(browser: Any, running_stack: RunningStack) -> None:
+    from selenium.webdriver.support import expected_conditions as ec
+
+    stack = running_stack
+    dag_path = f"/dags/{IMPORT_DAG_ID}"
+    _log_in(browser, stack, dag_path)
+    _open_trigger_form(browser)
+    _submit_with_s3_key(browser, stack.landed.key)
+
+    # The UI opens the new run's page: /dags/<dag_id>/runs/<run_id>
+    _wait(browser).until(ec.url_contains(f"{dag_path}/runs/"))
+    run_id = unquote(browser.current_url.split(f"{dag_path}/runs/", 1)[1].split("?")[0].split("/")[0])
+    run = stack.client.dag_run(IMPORT_DAG_ID, run_id)
+    assert run["conf"].get("s3_key") == stack.landed.key, (
+        f"the form's s3_key did not reach the run: {run['conf']}"
+    )
+
+    deadline = time.monotonic() + RUN_WAIT_SECONDS
+    state = None
+    while time.monotonic() < deadline:
+        state = _run_state_in_page(browser, run_id)
+        if state in ("success", "failed"):
+            break
+        time.sleep(3)
+        browser.refresh()
+    instances = stack.client.task_instances(IMPORT_DAG_ID, run_id)
+    task_states = sorted(f"{ti['task_id']}[{ti['map_index']}]={ti['state']}" for ti in instances)
+    assert state == "success", f"run {run_id} shows {state!r} in the UI; tasks: {task_states}"
+
+    outcome = read_outcome(
+        stack.s3_client(),
+        stack.landed,
+        bucket_name=stack.config.bucket.name,
+        manifest_prefix=stack.config.bucket.manifest_prefix,
+        expected_shards=1,
+    )
+    assert outcome.as_expected, f"{stack.landed.key}: {outcome.problems}"
+    assert files.is_verified(
+        stack.s3_client(),
+        bucket_name=stack.config.bucket.name,
+        manifest_prefix=stack.config.bucket.manifest_prefix,
+        import_id=outcome.import_id,
+    )
+
+
+def test_trigger_form_refuses_a_key_outside_the_landing_prefix(
+    browser: Any, running_stack: RunningStack
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    stack = running_stack
+    outside_key = "elsewhere/" + stack.landed.key.removeprefix(stack.config.bucket.landing_prefix)
+    runs_before = {run["dag_run_id"] for run in stack.client.dag_runs(IMPORT_DAG_ID)}
+    dag_path = f"/dags/{IMPORT_DAG_ID}"
+    _log_in(browser, stack, dag_path)
+    _open_trigger_form(browser)
+    _submit_with_s3_key(browser, outside_key)
+
+    refusal = "Invalid input for param s3_key"
+    shown = _wait(browser).until(
+        ec.visibility_of_element_located((By.XPATH, f"//*[@role='dialog']//*[contains(text(), '{refusal}')]"))
+    )
+    assert outside_key in shown.text, shown.text
+    assert "does not match" in shown.text, shown.text
+    assert f"{dag_path}/runs/" not in browser.current_url
+    runs_after = {run["dag_run_id"] for run in stack.client.dag_runs(IMPORT_DAG_ID)}
+    assert runs_after == runs_before, f"a refused trigger created runs: {runs_after - runs_before}"
