@@ -4,8 +4,12 @@ on the local AWS endpoint, the real provisioned table and queue."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
+from airflow.sdk.definitions.param import ParamValidationError
+from airflow.sdk.exceptions import AirflowFailException
 
 from tests.e2e.conftest import Pipeline, csv_text, task_states
 
@@ -72,3 +76,134 @@ def test_partition_with_several_files_is_imported_sharded_and_verified(pipeline:
     # A rerun of the partition skips the verified files; reprocess imports them again.
     rerun = pipeline.run_import(date)
     assert task_states(rerun)["list_files"] == [("skipped", 1)]
+
+
+def test_a_file_of_bad_rows_fails_import_file_at_once_with_the_reject_count(
+    pipeline: Pipeline, capfd: pytest.CaptureFixture[str]
+) -> None:
+    date = "2026-02-02"
+    bad_rows = [["", f"no key {n}", str(n)] for n in range(15)]
+    pipeline.land(f"incoming/{date}/bad.csv", csv_text(HEADER, rows("bad", 5) + bad_rows))
+
+    run = pipeline.run_import(date)
+
+    states = task_states(run)
+    assert str(run.state) == "failed", states
+    assert states["import_file"] == [("failed", 1)], "a bad file must fail without an Airflow retry"
+    assert states["verify_file"] == [("upstream_failed", 0)]
+    (job,) = pipeline.jobs_named("csv-import-bad-csv")
+    described = pipeline.batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]
+    assert len(described["attempts"]) == 1, "Batch must not retry exit code 4 either"
+    output = capfd.readouterr().out
+    assert "REJECT_RATIO_EXCEEDED" in output
+    assert "rows_read=20 rows_imported=5 rows_rejected=15" in output
+
+
+def test_a_retried_submit_reattaches_to_the_running_job(pipeline: Pipeline) -> None:
+    from batch_import.files import ImportSettings, describe_landed_file, plan_imports
+    from batch_import.operators import BatchSubmitOperator
+
+    config = pipeline.config
+    key = pipeline.land("incoming/2026-02-03/retried.csv", csv_text(HEADER, rows("retried", 50)))
+    landed = describe_landed_file(pipeline.s3, bucket_name=config.bucket.name, key=key)
+    settings = ImportSettings(
+        bucket_name=config.bucket.name,
+        landing_prefix=config.bucket.landing_prefix,
+        manifest_prefix=config.bucket.manifest_prefix,
+        table_name=config.table.name,
+        column_types="",
+        max_reject_ratio=0.0,
+        writer_concurrency=2,
+        shard_threshold_bytes=10**9,
+        shard_target_bytes=10**9,
+        max_shards=1,
+    )
+    (plan,) = plan_imports([landed], settings, dag_id="import_csv_to_dynamodb", run_id="manual__retried")
+    context: dict = {
+        "dag": SimpleNamespace(dag_id="import_csv_to_dynamodb"),
+        "run_id": "manual__retried",
+        "ti": mock.MagicMock(),
+        "task_instance": mock.MagicMock(),
+    }
+
+    def attempt() -> BatchSubmitOperator:
+        return BatchSubmitOperator(
+            task_id="import_file",
+            job_name=plan["job_name"],
+            job_queue=config.batch.job_queue,
+            job_definition=config.batch.job_definition,
+            container_overrides=plan["container_overrides"],
+            import_id=plan["import_id"],
+            s3_key=key,
+            bucket_name=config.bucket.name,
+            manifest_prefix=config.bucket.manifest_prefix,
+            rejected_prefix=config.bucket.rejected_prefix,
+            poll_interval=1,
+            region_name=config.aws.region,
+        )
+
+    first = attempt()
+    first.submit_job(context)  # the first try submits, then dies before it sees the job finish
+    retried_job_id = attempt().execute(context)
+
+    assert retried_job_id == first.job_id
+    assert [job["jobId"] for job in pipeline.jobs_named(plan["job_name"])] == [first.job_id]
+    assert len(pipeline.items_of(plan["import_id"])) == 50
+
+
+def test_an_s3_key_outside_the_landing_prefix_is_refused_before_any_job(pipeline: Pipeline) -> None:
+    from batch_import.operators import ListLandedFilesOperator
+
+    config = pipeline.config
+    jobs_before = pipeline.jobs_named("csv-import-")
+    with pytest.raises(ParamValidationError, match="s3_key"):
+        pipeline.run_import("2026-02-04", s3_key="manifests/secret.csv")
+
+    # The task re-validates too (a conf that bypassed the form, e.g. with param validation off).
+    list_files = ListLandedFilesOperator(
+        task_id="list_files",
+        bucket_name=config.bucket.name,
+        landing_prefix=config.bucket.landing_prefix,
+        manifest_prefix=config.bucket.manifest_prefix,
+        table_name=config.table.name,
+        column_types="",
+        writer_concurrency=1,
+        shard_threshold_bytes=1,
+        shard_target_bytes=1,
+        max_shards=1,
+        default_max_reject_ratio=0.0,
+        region_name=config.aws.region,
+    )
+    escaping_key = "incoming/../manifests/secret.csv"
+    with pytest.raises(AirflowFailException, match="not allowed") as refused:
+        list_files.execute({"params": {"s3_key": escaping_key}, "run_id": "manual__x"})  # type: ignore[arg-type]
+    assert escaping_key in str(refused.value)
+    assert pipeline.jobs_named("csv-import-") == jobs_before
+
+
+def test_a_run_for_one_s3_key_does_not_wait_and_imports_only_that_file(pipeline: Pipeline) -> None:
+    key = pipeline.land("incoming/adhoc/one.csv", csv_text(HEADER, rows("one", 12)))
+    pipeline.land("incoming/2026-02-06/other.csv", csv_text(HEADER, rows("other", 7)))
+
+    run = pipeline.run_import("2026-02-06", s3_key=key)
+
+    states = task_states(run)
+    assert str(run.state) == "success", states
+    assert states["import_file"] == [("success", 1)]
+    sources = {
+        item["sourceKey"]["S"]
+        for item in pipeline.items_of()
+        if item["id"]["S"].startswith(("one-", "other-"))
+    }
+    assert sources == {f"s3://{pipeline.config.bucket.name}/{key}"}
+
+
+def test_a_day_without_files_is_skipped_naming_the_date(
+    pipeline: Pipeline, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = pipeline.run_import("2026-02-07")
+
+    states = task_states(run)
+    assert states["wait_for_files"][0][0] == "skipped", states
+    assert states["list_files"][0][0] == "skipped"
+    assert "No .csv or .csv.gz file landed for 2026-02-07" in capfd.readouterr().out
