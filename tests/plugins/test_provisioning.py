@@ -523,3 +523,78 @@ def test_summary_refuses_a_resource_reported_twice() -> None:
     result = {"resource": "bucket", "name": "b", "action": "unchanged"}
     with pytest.raises(ValueError, match="'bucket' reported twice"):
         summarize([result, result])
+
+
+def _environment(status: str, *, reason: str = "") -> dict[str, Any]:
+    return {
+        "computeEnvironmentName": "ce-under-test",
+        "computeEnvironmentArn": "arn:aws:batch:us-east-1:000000000000:compute-environment/ce-under-test",
+        "type": "MANAGED",
+        "state": "ENABLED",
+        "status": status,
+        "statusReason": reason,
+        "computeResources": {
+            "type": "FARGATE",
+            "maxvCpus": 4,
+            "subnets": ["subnet-1"],
+            "securityGroupIds": ["sg-1"],
+        },
+    }
+
+
+def _stubbed_batch(*responses: dict[str, Any]) -> tuple[Any, Any]:
+    """A Batch client answering DescribeComputeEnvironments with ``responses`` (states moto never reports)."""
+    from botocore.stub import Stubber
+
+    client = boto3.client("batch", region_name=REGION)
+    stubber = Stubber(client)
+    for environment in responses:
+        stubber.add_response(
+            "describe_compute_environments",
+            {"computeEnvironments": [environment]},
+            {"computeEnvironments": ["ce-under-test"]},
+        )
+    stubber.activate()
+    return client, stubber
+
+
+WANTED = {"type": "FARGATE", "maxvCpus": 4, "subnets": ["subnet-1"], "securityGroupIds": ["sg-1"]}
+
+
+def test_compute_environment_being_updated_is_waited_for() -> None:
+    from batch_import.provisioning.batch import ReadyWait, ensure_compute_environment
+
+    client, stubber = _stubbed_batch(
+        _environment("UPDATING"), _environment("UPDATING"), _environment("VALID")
+    )
+
+    result = ensure_compute_environment(
+        client, name="ce-under-test", resources=WANTED, wait=ReadyWait(timeout_seconds=5, poll_seconds=0)
+    )
+
+    assert result.action == "unchanged"
+    stubber.assert_no_pending_responses()
+
+
+def test_invalid_compute_environment_fails_with_its_reason() -> None:
+    from batch_import.provisioning.batch import ReadyWait, ensure_compute_environment
+
+    client, _ = _stubbed_batch(_environment("INVALID", reason="CLIENT_ERROR - subnet-1 does not exist"))
+
+    with pytest.raises(
+        ProvisioningError, match="ce-under-test is INVALID: CLIENT_ERROR - subnet-1 does not exist"
+    ):
+        ensure_compute_environment(
+            client, name="ce-under-test", resources=WANTED, wait=ReadyWait(timeout_seconds=5, poll_seconds=0)
+        )
+
+
+def test_waiting_is_bounded() -> None:
+    from batch_import.provisioning.batch import ReadyWait, ensure_compute_environment
+
+    client, _ = _stubbed_batch(*[_environment("CREATING")] * 3)
+
+    with pytest.raises(TimeoutError, match="ce-under-test to be VALID and ENABLED was not ready"):
+        ensure_compute_environment(
+            client, name="ce-under-test", resources=WANTED, wait=ReadyWait(timeout_seconds=0, poll_seconds=0)
+        )

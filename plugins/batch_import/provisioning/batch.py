@@ -117,9 +117,10 @@ def ensure_compute_environment(
     *,
     name: str,
     resources: Mapping[str, Any],
-    wait: ReadyWait = ReadyWait(),  # noqa: B008 - frozen dataclass, immutable default
+    wait: ReadyWait | None = None,
 ) -> ProvisionResult:
     """Create the managed compute environment, or update maxvCpus/network/instance types/state in place."""
+    wait = wait or ReadyWait()
     environment = _describe_compute_environment(batch_client, name)
     if environment is None:
         batch_client.create_compute_environment(
@@ -228,9 +229,10 @@ def ensure_job_queue(
     name: str,
     priority: int,
     compute_environment_arns: Sequence[str],
-    wait: ReadyWait = ReadyWait(),  # noqa: B008 - frozen dataclass, immutable default
+    wait: ReadyWait | None = None,
 ) -> ProvisionResult:
     """Create the queue, or update priority / compute-environment order / state in place."""
+    wait = wait or ReadyWait()
     order = [
         {"order": position, "computeEnvironment": arn}
         for position, arn in enumerate(compute_environment_arns, start=1)
