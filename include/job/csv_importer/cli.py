@@ -20,6 +20,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    NoRegionError,
     ReadTimeoutError,
 )
 
@@ -76,6 +77,8 @@ def _classify_aws_error(error: Exception, settings: ImportSettings) -> tuple[Exi
         return ExitCode.UNEXPECTED, f"{where}: {code}: {error}"
     if isinstance(error, NoCredentialsError):
         return ExitCode.USAGE, f"{where}: no AWS credentials found"
+    if isinstance(error, NoRegionError):
+        return ExitCode.USAGE, f"{where}: no AWS region configured (AWS_REGION / AWS_DEFAULT_REGION)"
     if isinstance(error, _TRANSIENT_BOTOCORE):
         return ExitCode.TRANSIENT, f"{where}: {error}"
     return ExitCode.UNEXPECTED, f"{where}: {type(error).__name__}: {error}"

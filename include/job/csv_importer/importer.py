@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from csv_importer.exit_codes import BadInput, JobFailure
+from csv_importer.fingerprints import KeyFingerprints
 from csv_importer.import_id import derive_import_id
 from csv_importer.manifest import (
     REJECTED_COLUMNS,
@@ -136,7 +137,7 @@ class ShardImport:
             table=settings.table,
         )
         shard_count, shard_index = settings.shard_count, settings.shard_index
-        seen_keys: set[int] = set()
+        seen_keys = KeyFingerprints()
         tick, source = self.progress.tick, self.source
         with BatchItemWriter(
             client=self.dynamodb,
@@ -167,13 +168,11 @@ class ShardImport:
                 except RowRejected as rejection:
                     self.reject(line_number, str(rejection), fields)
                     continue
-                if key_hash in seen_keys:
+                if not seen_keys.add(key_hash):
                     counts.duplicate_keys += 1
-                else:
-                    seen_keys.add(key_hash)
                 counts.rows_imported += 1
                 writer.put(key_text, item, size, RowOrigin(line_number, fields))
-        counts.distinct_keys = len(seen_keys)
+        counts.distinct_keys = seen_keys.distinct
 
     def finish(self, failure: str | None) -> ImportManifest:
         """Upload the rejected rows, then the manifest (the manifest is the last thing written)."""

@@ -1,0 +1,96 @@
+"""What every benchmark section gets: quick mode, a scratch directory, and a moto server in its own process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class MotoServerProcess:
+    """``moto_server`` on a free loopback port in a separate process (its own GIL), stopped on exit."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MotoServerProcess:
+        server = Path(sys.executable).with_name("moto_server")
+        self._process = subprocess.Popen(
+            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"moto_server on {self.url} did not answer within 30 s")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=30).close()
+
+    def env(self) -> dict[str, str]:
+        """Environment for a job process talking to this server (fake credentials)."""
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        environment.update(
+            AWS_ENDPOINT_URL=self.url,
+            AWS_DEFAULT_REGION=REGION,
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+        )
+        return environment
+
+
+@dataclass
+class BenchContext:
+    quick: bool
+    scratch: Path
+    moto: MotoServerProcess
+    facts: dict[str, str] = field(default_factory=dict)
+
+    def client(self, service: str) -> object:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.moto.url,
+            region_name=REGION,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
