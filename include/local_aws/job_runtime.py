@@ -164,10 +164,6 @@ class ProcessRuntime:
 
     # -- stopping ----------------------------------------------------------------------------------------------
 
-    def running_process_ids(self) -> list[int]:
-        with self._lock:
-            return [process.pid for process in self._processes.values()]
-
     def stop_all_jobs(self, reason: str, timeout: float = 10.0) -> int:
         """Fail every job not yet ended, kill its process group and wait for its thread; returns how many."""
         with self._lock:
@@ -237,7 +233,8 @@ class ProcessRuntime:
                 and retry_action(strategy.get("evaluateOnExit") or [], outcome) == "RETRY"
             )
             if not retry:
-                job.finish(succeeded=False, status_reason=outcome.status_reason, stopped_at=datetime.now())
+                reason = job.stop_reason if job.stop_requested else outcome.status_reason
+                job.finish(succeeded=False, status_reason=reason, stopped_at=datetime.now())
                 return
             log.info(
                 "Job %s attempt %s failed (%s): retrying", job.job_id, attempt_number, outcome.status_reason
@@ -250,14 +247,14 @@ class ProcessRuntime:
             if job.stop_requested:
                 return job.stop_reason
             still_pending = []
-            for job_id, failure_reason in pending:
+            for job_id in pending:
                 status = job.status_of(job_id)
                 if status is None:
                     return f"{DEPENDENCY_FAILED}: job {job_id} in dependsOn does not exist"
                 if status == "FAILED":
-                    return failure_reason
+                    return DEPENDENCY_FAILED
                 if status != "SUCCEEDED":
-                    still_pending.append((job_id, failure_reason))
+                    still_pending.append(job_id)
             pending = still_pending
             if pending:
                 time.sleep(_POLL_SECONDS)

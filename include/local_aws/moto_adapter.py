@@ -172,10 +172,6 @@ class MotoBatchJob:
         return str(self._job.job_id)
 
     @property
-    def job_name(self) -> str:
-        return str(self._job.job_name)
-
-    @property
     def job_definition_name(self) -> str:
         return str(self._job.job_definition.name)
 
@@ -263,20 +259,20 @@ class MotoBatchJob:
         submitted = getattr(self._job, "_local_retry_strategy", None)
         return dict(submitted or self._job.job_definition.retry_strategy or {})
 
-    def dependencies(self) -> list[tuple[str, str]]:
-        """Job ids this job waits for, each with the reason a failure gives; array types resolved per child."""
+    def dependencies(self) -> list[str]:
+        """Job ids this job waits for; for array children N_TO_N and SEQUENTIAL resolve to sibling children."""
         own_index = self.array_index
-        parent_id = self.job_id.rsplit(":", 1)[0] if own_index is not None else None
-        waits: list[tuple[str, str]] = []
+        parent_id = self.job_id.rsplit(":", 1)[0]
+        waits: list[str] = []
         for dependency in self._job.depends_on or []:
             kind = str(dependency.get("type", "")).upper()
             if kind == "SEQUENTIAL" and own_index is not None:
                 if own_index > 0:
-                    waits.append((f"{parent_id}:{own_index - 1}", "Dependent Job failed"))
+                    waits.append(f"{parent_id}:{own_index - 1}")
             elif kind == "N_TO_N" and own_index is not None:
-                waits.append((f"{dependency['jobId']}:{own_index}", "Dependent Job failed"))
+                waits.append(f"{dependency['jobId']}:{own_index}")
             elif dependency.get("jobId"):
-                waits.append((str(dependency["jobId"]), "Dependent Job failed"))
+                waits.append(str(dependency["jobId"]))
         return waits
 
     def status_of(self, job_id: str) -> str | None:
