@@ -102,6 +102,11 @@ class TestParsing:
         assert sorted(items_by_id(dynamodb)) == ["1", "2"]
         assert manifest.rows_imported == 2
 
+    def test_gzip_recognised_by_its_magic_bytes(self, s3, dynamodb, table, run: ImportRunner):
+        put_object(s3, "in/unlabelled.csv", csv_text([["id"], ["7"]]), compress=True)
+        assert run("in/unlabelled.csv").rows_imported == 1
+        assert sorted(items_by_id(dynamodb)) == ["7"]
+
     def test_header_only_is_success_with_zero_rows(self, s3, dynamodb, table, run: ImportRunner):
         put_object(s3, "empty-rows.csv", "id,name\n")
         manifest = run("empty-rows.csv")

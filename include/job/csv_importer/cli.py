@@ -22,6 +22,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 
 from csv_importer.exit_codes import ExitCode, JobFailure, is_retryable
@@ -32,7 +33,13 @@ from csv_importer.writer import THROTTLING_CODES
 log = logging.getLogger("csv_importer")
 
 DEFAULT_MAX_ATTEMPTS = 10  # botocore retry mode "standard" (AWS_RETRY_MODE / AWS_MAX_ATTEMPTS override)
-_TRANSIENT_BOTOCORE = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+_TRANSIENT_BOTOCORE = (
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 
 def make_clients(settings: ImportSettings) -> tuple[Any, Any]:
