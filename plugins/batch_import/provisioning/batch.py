@@ -132,7 +132,7 @@ def ensure_compute_environment(
             "compute_environment",
             name,
             created=True,
-            changes=[f"created ({resources['type']}, maxvCpus {resources['maxvCpus']})"],
+            changes=[f"{resources['type']}, maxvCpus {resources['maxvCpus']}"],
             arn=environment["computeEnvironmentArn"],
         )
 
@@ -248,7 +248,7 @@ def ensure_job_queue(
             "job_queue",
             name,
             created=True,
-            changes=[f"created (priority {priority})"],
+            changes=[f"priority {priority}"],
             arn=queue["jobQueueArn"],
         )
 

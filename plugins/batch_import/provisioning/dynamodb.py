@@ -62,7 +62,7 @@ def ensure_table(
         _enable_point_in_time_recovery(dynamodb_client, table_name, timeout_seconds, poll_seconds)
         changes.append("point-in-time recovery: off -> on")
     if created:
-        changes.insert(0, f"created ({ON_DEMAND}, index {verification_index})")
+        changes.insert(0, f"{ON_DEMAND}, index {verification_index}")
     return ProvisionResult.from_changes(
         RESOURCE, table_name, created=created, changes=changes, arn=table["TableArn"]
     )

@@ -130,7 +130,7 @@ def ensure_role(
             _put_inline_policy_if_different(iam_client, role_name, inline_policy_name, inline_policy)
         )
     if created:
-        changes.insert(0, f"created (trusts {trusted_service})")
+        changes.insert(0, f"trusts {trusted_service}")
     return ProvisionResult.from_changes(
         resource, role_name, created=created, changes=changes, arn=role["Arn"]
     )
@@ -153,7 +153,7 @@ def ensure_instance_profile(
                 raise
         iam_client.get_waiter("instance_profile_exists").wait(InstanceProfileName=profile_name)
         profile = iam_client.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]
-        changes.append("created")
+        changes.append(f"path {path}")
     role_names = [role["RoleName"] for role in profile.get("Roles", [])]
     if role_name not in role_names:
         if role_names:

@@ -29,7 +29,7 @@ def ensure_log_group(logs_client: Any, *, log_group_name: str) -> ProvisionResul
     log.info("CloudWatch log group %s created", log_group_name)
     created = _find_log_group(logs_client, log_group_name) or {}
     return ProvisionResult.from_changes(
-        RESOURCE, log_group_name, created=True, changes=("created",), arn=created.get("arn", "")
+        RESOURCE, log_group_name, created=True, changes=(), arn=created.get("arn", "")
     )
 
 

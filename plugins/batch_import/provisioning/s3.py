@@ -53,7 +53,7 @@ def ensure_bucket(s3_client: Any, *, bucket_name: str, region: str, kms_key_id: 
         )
         changes.append(f"default encryption: {_algorithm(current_rule)} -> {_algorithm(wanted_rule)}")
     if created:
-        changes.insert(0, f"created in {region}")
+        changes.insert(0, f"region {region}")
     return ProvisionResult.from_changes(RESOURCE, bucket_name, created=created, changes=changes)
 
 
