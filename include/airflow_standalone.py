@@ -36,12 +36,21 @@ VENV_BIN = Path(sys.executable).parent
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 HEALTHY = "healthy"
+SQLITE_LOCKED_ATTEMPTS = 8
 # Components /api/v2/monitor/health reports; all must be healthy before the instance is usable.
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 
 class AirflowStandaloneError(RuntimeError):
     """Airflow standalone did not start, stopped unexpectedly, or an API call failed; the message says which."""
+
+
+class AirflowApiError(AirflowStandaloneError):
+    """A REST API call answered with an error status (``status_code``); the message names the call."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -343,7 +352,10 @@ class AirflowRestClient:
         reprocess_behavior: str = "none",
         dag_run_conf: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Create a backfill (both dates inclusive); the scheduler runs it."""
+        """Create a backfill (both dates inclusive); the scheduler runs it.
+
+        On SQLite the API answers 503 "Database is locked" while the scheduler writes; that is retried.
+        """
         body = {
             "dag_id": dag_id,
             "from_date": from_date,
@@ -353,7 +365,16 @@ class AirflowRestClient:
             "reprocess_behavior": reprocess_behavior,
             "max_active_runs": max_active_runs,
         }
-        return self.request("POST", "/api/v2/backfills", json=body)
+        attempt = 1
+        while True:
+            try:
+                return self.request("POST", "/api/v2/backfills", json=body)
+            except AirflowApiError as err:
+                if err.status_code != 503 or attempt >= SQLITE_LOCKED_ATTEMPTS:
+                    raise
+                log.info("Backfill creation refused (%s), attempt %d; retrying", err, attempt)
+                time.sleep(2.0 * attempt)
+                attempt += 1
 
     def backfill(self, backfill_id: int) -> dict[str, Any]:
         return self.request("GET", f"/api/v2/backfills/{backfill_id}")
@@ -415,8 +436,8 @@ class AirflowRestClient:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
         try:
             entry = self.request("GET", path, params={"map_index": map_index, "deserialize": True})
-        except AirflowStandaloneError as err:
-            if "HTTP 404" in str(err):
+        except AirflowApiError as err:
+            if err.status_code == 404:
                 return None
             raise
         return entry.get("value")

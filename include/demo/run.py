@@ -19,9 +19,14 @@ import boto3
 
 from batch_import import files
 from batch_import.config import PipelineConfig, load_config
-from include.airflow_standalone import AirflowRestClient, AirflowStandalone, local_aws_connection
+from include.airflow_standalone import (
+    AirflowRestClient,
+    AirflowStandalone,
+    AirflowStandaloneError,
+    local_aws_connection,
+)
 from include.demo import IMPORT_DAG_ID, PROJECT_ROOT, PROVISION_DAG_ID
-from include.demo.local_endpoint import LocalEndpointProcess
+from include.demo.local_endpoint import LocalEndpointError, LocalEndpointProcess
 from include.demo.sample_files import COLUMN_TYPES, SampleFile, sample_week
 from include.demo.summary import FileOutcome, format_table, read_outcome
 
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
         return run_demo(arguments)
-    except DemoFailed as err:
+    except (DemoFailed, AirflowStandaloneError, LocalEndpointError) as err:
         print(f"\ndemo failed: {err}", file=sys.stderr, flush=True)
         return 1
     except (KeyboardInterrupt, _Stop):
