@@ -598,3 +598,57 @@ def test_waiting_is_bounded() -> None:
         ensure_compute_environment(
             client, name="ce-under-test", resources=WANTED, wait=ReadyWait(timeout_seconds=0, poll_seconds=0)
         )
+
+
+def test_configured_subnets_replace_the_default_vpc_ones_in_place(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provision(load_dag(monkeypatch))
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc_id = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnet_ids = sorted(
+        s["SubnetId"]
+        for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+    )
+    chosen = subnet_ids[:2]
+
+    results, hook = provision(load_dag(monkeypatch, BATCH__SUBNETS=",".join(chosen)))
+
+    assert results["compute_environment"].action == "updated"
+    assert hook.mutating_calls() == [("batch", "UpdateComputeEnvironment")]
+    (update,) = hook.params_of("UpdateComputeEnvironment")
+    assert update["computeResources"] == {"subnets": chosen}
+
+
+def test_kms_key_gives_sse_kms_and_key_use_in_the_job_policy(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_arn = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
+    module = load_dag(monkeypatch, BUCKET__KMS_KEY_ID=key_arn)
+    config = module.config
+
+    provision(module)
+
+    rule = boto3.client("s3", region_name=REGION).get_bucket_encryption(Bucket=config.bucket.name)[
+        "ServerSideEncryptionConfiguration"
+    ]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": key_arn,
+    }
+    iam = boto3.client("iam", region_name=REGION)
+    policy = iam.get_role_policy(RoleName=config.iam.job_role, PolicyName="csv-import-job-access")[
+        "PolicyDocument"
+    ]
+    kms = [s for s in normalise_policy(policy)["Statement"] if s["Action"][0].startswith("kms:")]
+    assert kms == [
+        {
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Effect": "Allow",
+            "Resource": [key_arn],
+            "Sid": "UseBucketKey",
+        }
+    ]
+    again, hook = provision(load_dag(monkeypatch, BUCKET__KMS_KEY_ID=key_arn))
+    assert again["bucket"].action == "unchanged"
+    assert hook.mutating_calls() == []
