@@ -221,23 +221,26 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
 
 
 class ImportJobHook(BatchClientHook):
-    """``BatchClientHook`` polling every ``poll_interval_seconds`` at most.
+    """``BatchClientHook`` that polls at most every ``poll_interval_seconds``.
 
-    The provider sleeps 1-10 s at random and then backs off exponentially up to 10 minutes between polls,
-    which is too slow to follow short imports and to fail a bad file within a minute.
+    The provider waits 1-10 s at random before each polling phase and backs off exponentially up to
+    10 minutes between polls: too slow to follow short imports and to fail a bad file within a minute.
+    Here the initial wait is at most 1 s and the back-off is capped at the poll interval.
     """
+
+    INITIAL_DELAY_SECONDS = 1.0
 
     def __init__(self, *args: Any, poll_interval_seconds: float = 15.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.poll_interval_seconds = poll_interval_seconds
 
     def delay(self, delay: float | None = None) -> None:  # type: ignore[override]
-        """Sleep ``delay`` seconds, never longer than the poll interval."""
-        wanted = self.poll_interval_seconds if delay is None else delay
+        """Sleep ``delay`` seconds (capped at the poll interval); with no delay, the short initial wait."""
+        wanted = min(self.INITIAL_DELAY_SECONDS, self.poll_interval_seconds) if delay is None else delay
         time.sleep(max(0.0, min(wanted, self.poll_interval_seconds)))
 
     def exponential_delay(self, tries: int) -> float:  # type: ignore[override]
-        """The provider's back-off, capped at the poll interval."""
+        """The provider's back-off with jitter, capped at the poll interval."""
         return min(BatchClientHook.exponential_delay(tries), self.poll_interval_seconds)
 
 

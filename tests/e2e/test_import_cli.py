@@ -1,0 +1,135 @@
+"""The CLI path a user takes: ``python -m include.local_aws``, then ``airflow dags test`` of both DAGs.
+
+Only ``aws_default`` points at the endpoint (``extra.endpoint_url``), the config is the checked-in default,
+Airflow runs from the project's virtual environment with a throw-away AIRFLOW_HOME, and the Batch jobs are
+real ``csv-importer`` processes of the endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.e2e.conftest import csv_text
+
+pytestmark = pytest.mark.slow
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def endpoint_url(tmp_path: Path) -> Iterator[str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CSV_IMPORT__", "AWS_ENDPOINT"))
+    }
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "include.local_aws", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "local_aws.log").open("w"),
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://"), (
+            f"local endpoint did not start: {(tmp_path / 'local_aws.log').read_text()}"
+        )
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def airflow_env(tmp_path: Path, url: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CSV_IMPORT__", "AIRFLOW", "AWS_ENDPOINT", "_AIRFLOW"))
+    }
+    home = tmp_path / "airflow_home"
+    env.update(
+        {
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"endpoint_url": url}}),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+    )
+    return env
+
+
+def airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "airflow"), *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_provision_then_import_from_the_command_line(tmp_path: Path, endpoint_url: str) -> None:
+    from batch_import.config import load_config
+
+    config = load_config(environ={})
+    env = airflow_env(tmp_path, endpoint_url)
+    migrated = airflow(env, "db", "migrate")
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+
+    provisioned = airflow(env, "dags", "test", "provision_batch_environment")
+    assert provisioned.returncode == 0, provisioned.stdout[-3000:] + provisioned.stderr[-3000:]
+
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=REGION)
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+    header = ["id", "name"]
+    s3.put_object(
+        Bucket=config.bucket.name,
+        Key="incoming/2026-03-01/customers.csv",
+        Body=csv_text(header, [[f"c-{n}", f"customer {n}"] for n in range(40)]).encode(),
+    )
+    s3.put_object(
+        Bucket=config.bucket.name,
+        Key="incoming/2026-03-02/mostly-bad.csv",
+        Body=csv_text(header, [["b-1", "fine"]] + [["", f"no key {n}"] for n in range(9)]).encode(),
+    )
+
+    imported = airflow(env, "dags", "test", "import_csv_to_dynamodb", "2026-03-01")
+    output = imported.stdout + imported.stderr
+    assert imported.returncode == 0, output[-5000:]
+    assert "Verified import" in output
+    count = dynamodb.scan(TableName=config.table.name, Select="COUNT")["Count"]
+    assert count == 40
+
+    failed = airflow(env, "dags", "test", "import_csv_to_dynamodb", "2026-03-02")
+    output = failed.stdout + failed.stderr
+    assert "rows_read=10 rows_imported=1 rows_rejected=9" in output, output[-5000:]
+    assert "REJECT_RATIO_EXCEEDED" in output
+    assert failed.returncode != 0
+    assert "DagRun Finished: dag_id=import_csv_to_dynamodb, logical_date=2026-03-02" in output
+    assert "state=failed" in output
