@@ -1,0 +1,129 @@
+"""Verification against the local endpoint, with items written by the real ``csv-importer``.
+
+Covers the exact count, two files of one partition sharing keys (the later one wins the shared items, the
+earlier one still verifies), and the refusals that name the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from batch_import.provisioning.dynamodb import ensure_table
+from batch_import.verification import VerificationError, verify_import
+from csv_importer.import_id import derive_import_id
+from tests.e2e.conftest import csv_text
+
+BUCKET = "verification-bucket"
+TABLE = "verification-items"
+INDEX = "importSlot-index"
+KEY_SCHEMA = [("id", "S")]
+HEADER = ["id", "amount"]
+
+
+@pytest.fixture
+def clients(local_aws: Any) -> dict[str, Any]:
+    s3 = boto3.client("s3", endpoint_url=local_aws.url, region_name="us-east-1")
+    dynamodb = boto3.client("dynamodb", endpoint_url=local_aws.url, region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    ensure_table(
+        dynamodb,
+        table_name=TABLE,
+        key_schema=[("id", "HASH", "S")],
+        verification_index=INDEX,
+        poll_seconds=0.2,
+    )
+    return {"s3": s3, "dynamodb": dynamodb}
+
+
+def import_file(
+    clients: dict[str, Any], key: str, rows: list[list[str]], *, max_reject_ratio: float = 1.0
+) -> str:
+    """Land ``rows`` under ``key`` and import them with the real job; returns the import id."""
+    clients["s3"].put_object(Bucket=BUCKET, Key=key, Body=csv_text(HEADER, rows).encode())
+    etag = clients["s3"].head_object(Bucket=BUCKET, Key=key)["ETag"]
+    import_id = derive_import_id(BUCKET, key, etag)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["csv-importer", "--bucket", BUCKET, "--key", key, "--table", TABLE, "--import-id", import_id,
+         "--max-reject-ratio", str(max_reject_ratio)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return import_id
+
+
+def verify(clients: dict[str, Any], key: str, import_id: str) -> Any:
+    result, _ = verify_import(
+        s3_client=clients["s3"],
+        dynamodb_client=clients["dynamodb"],
+        bucket_name=BUCKET,
+        manifest_prefix="manifests/",
+        rejected_prefix="rejected/",
+        s3_key=key,
+        import_id=import_id,
+        shard_count=1,
+        table_name=TABLE,
+        index_name=INDEX,
+        key_schema=KEY_SCHEMA,
+    )
+    return result
+
+
+def rows(start: int, stop: int) -> list[list[str]]:
+    return [[f"k{n:04d}", str(n)] for n in range(start, stop)]
+
+
+def test_exact_count_with_duplicates_and_rejected_rows(clients: dict[str, Any]) -> None:
+    key = "incoming/2026-04-01/a.csv"
+    import_id = import_file(clients, key, rows(0, 20) + rows(0, 5) + [["", "no key"]])
+
+    result = verify(clients, key, import_id)
+
+    assert (result.expected, result.counted, result.superseded) == (20, 20, 0)
+    assert result.verified
+
+
+def test_keys_taken_over_by_a_later_file_of_the_partition_still_verify(clients: dict[str, Any]) -> None:
+    first_key, second_key = "incoming/2026-04-02/a.csv", "incoming/2026-04-02/b.csv"
+    first = import_file(clients, first_key, rows(0, 20) + [["", "rejected, no key"]])
+    second = import_file(clients, second_key, rows(15, 30))  # k0015..k0019 now carry the second import id
+
+    first_result = verify(clients, first_key, first)
+    second_result = verify(clients, second_key, second)
+
+    assert (first_result.expected, first_result.counted, first_result.superseded) == (20, 15, 5)
+    assert first_result.unaccounted_keys == []
+    assert first_result.verified
+    assert second_result.verified
+    assert (second_result.expected, second_result.counted) == (15, 15)
+
+
+def test_a_lost_item_fails_verification_naming_the_numbers(clients: dict[str, Any]) -> None:
+    first_key = "incoming/2026-04-03/a.csv"
+    first = import_file(clients, first_key, rows(0, 20))
+    import_file(clients, "incoming/2026-04-03/b.csv", rows(15, 30))
+    clients["dynamodb"].delete_item(TableName=TABLE, Key={"id": {"S": "k0003"}})
+
+    result = verify(clients, first_key, first)
+
+    assert not result.verified
+    assert result.unaccounted_keys == ["k0003"]
+    message = result.describe()
+    assert "manifests say 20 distinct keys imported" in message
+    assert "counts 14 items" in message
+    assert "5 keys of the file now carry another file's import id" in message
+    assert "1 keys of the file are not in the table (e.g. k0003)" in message
+
+
+def test_an_import_without_manifests_is_refused_by_name(clients: dict[str, Any]) -> None:
+    with pytest.raises(
+        VerificationError, match=r"found manifests of 0 of 1 shards under s3://verification-bucket/"
+    ):
+        verify(clients, "incoming/2026-04-04/never.csv", "0" * 24)
