@@ -233,7 +233,12 @@ class ProcessRuntime:
                 and retry_action(strategy.get("evaluateOnExit") or [], outcome) == "RETRY"
             )
             if not retry:
-                reason = job.stop_reason if job.stop_requested else outcome.status_reason
+                # As AWS shows a start failure: the container's reason (CannotStartContainerError: ...) on the job.
+                reason = (
+                    job.stop_reason
+                    if job.stop_requested
+                    else outcome.container_reason or outcome.status_reason
+                )
                 job.finish(succeeded=False, status_reason=reason, stopped_at=datetime.now())
                 return
             log.info(
