@@ -266,3 +266,11 @@ def test_progress_and_summary_lines(s3, dynamodb, table, caplog):
     assert "rows/s" in messages[0]
     assert "% of" in messages[0]
     assert messages[-1].startswith("summary s3://job-test-bucket/progress.csv: status=succeeded rows_read=5")
+
+
+def test_a_line_without_end_is_refused_not_buffered(s3, dynamodb, table, run: ImportRunner, monkeypatch):
+    monkeypatch.setattr("csv_importer.reader.MAX_LINE_CHARS", 1000)
+    put_object(s3, "noline.csv", "id,v\n1,a\n2," + "x" * 5000)
+    with pytest.raises(BadInput, match="noline.csv: line 3 is longer than 1000 characters"):
+        run("noline.csv")
+    assert sorted(items_by_id(dynamodb)) == ["1"]

@@ -24,6 +24,7 @@ else:
 CHUNK_BYTES = 1024 * 1024
 MAX_INFLATED_CHUNK = 4 * CHUNK_BYTES
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_LINE_CHARS = 16 * 1024 * 1024
 # A record may hold one whole 400 KB item, escaped; larger records are rejected by the item-size rule.
 csv.field_size_limit(4 * 1024 * 1024)
 
@@ -139,11 +140,16 @@ def iter_lines(source: ObjectSource, *, gzip: bool = False) -> Iterator[str]:
                 text = text[1:]
         if not text:
             continue
-        newlines_before += text.count("\n")
         lines = (pending + text).split("\n")
         pending = lines.pop()
         for line in lines:
             yield line + "\n"
+        newlines_before += len(lines)
+        if len(pending) > MAX_LINE_CHARS:
+            raise BadInput(
+                f"{source.uri}: line {newlines_before + 1} is longer than {MAX_LINE_CHARS} characters "
+                "(no row can be that large); is this a CSV file?"
+            )
     try:
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError as error:
