@@ -274,3 +274,16 @@ def test_a_line_without_end_is_refused_not_buffered(s3, dynamodb, table, run: Im
     with pytest.raises(BadInput, match="noline.csv: line 3 is longer than 1000 characters"):
         run("noline.csv")
     assert sorted(items_by_id(dynamodb)) == ["1"]
+
+
+def test_an_item_dynamodb_refuses_is_rejected_and_its_request_neighbours_written(s3, dynamodb, table, run):
+    # moto refuses items from 405,000 bytes, under the 409,600 our own check allows: DynamoDB has the last word.
+    put_object(
+        s3, "near-limit.csv", csv_text([["id", "text"], ["a", "ok"], ["b", "y" * 407_000], ["c", "ok"]])
+    )
+    manifest = run("near-limit.csv", max_reject_ratio=1.0)
+    assert sorted(items_by_id(dynamodb)) == ["a", "c"]
+    rejected = rejected_rows(s3, manifest)
+    assert [row["line_number"] for row in rejected] == ["3"]
+    assert rejected[0]["reason"].startswith("DynamoDB refused the item:")
+    assert (manifest.rows_read, manifest.rows_imported, manifest.rows_rejected) == (3, 2, 1)
