@@ -270,9 +270,9 @@ class EnsureComputeEnvironmentOperator(EnsureResourceOperator):
         )
         instance_profile_arn = ""
         if self.compute_type not in batch_resources.FARGATE_TYPES:
-            instance_profile_arn = hook.client_for("iam").get_instance_profile(
-                InstanceProfileName=self.instance_profile_name
-            )["InstanceProfile"]["Arn"]
+            instance_profile_arn = iam_resources.instance_profile_arn(
+                hook.client_for("iam"), self.instance_profile_name
+            )
         resources = batch_resources.compute_resources(
             compute_type=self.compute_type,
             max_vcpus=int(self.max_vcpus),
@@ -371,8 +371,8 @@ class EnsureJobDefinitionOperator(EnsureResourceOperator):
             vcpus=float(self.vcpus),
             memory_mib=int(self.memory_mib),
             environment={key: str(value) for key, value in self.environment.items()},
-            job_role_arn=iam_client.get_role(RoleName=self.job_role_name)["Role"]["Arn"],
-            execution_role_arn=iam_client.get_role(RoleName=self.execution_role_name)["Role"]["Arn"],
+            job_role_arn=iam_resources.role_arn(iam_client, self.job_role_name),
+            execution_role_arn=iam_resources.role_arn(iam_client, self.execution_role_name),
             attempts=int(self.attempts),
             attempt_timeout_seconds=int(self.attempt_timeout_seconds),
             log_group=self.log_group,

@@ -241,3 +241,21 @@ def _put_inline_policy_if_different(
         return []
     iam_client.put_role_policy(RoleName=role_name, PolicyName=policy_name, PolicyDocument=policy_json(policy))
     return [f"inline policy {policy_name} {'written' if current is None else 'updated'}"]
+
+
+def role_arn(iam_client: Any, role_name: str) -> str:
+    """The ARN of an existing role (the job definition refers to its roles by ARN)."""
+    role = _get_role(iam_client, role_name)
+    if role is None:
+        raise ProvisioningError(f"IAM role {role_name} does not exist; its ensure task must run first")
+    return str(role["Arn"])
+
+
+def instance_profile_arn(iam_client: Any, profile_name: str) -> str:
+    """The ARN of an existing instance profile (an EC2/SPOT compute environment refers to it by ARN)."""
+    profile = _get_instance_profile(iam_client, profile_name)
+    if profile is None:
+        raise ProvisioningError(
+            f"IAM instance profile {profile_name} does not exist; its ensure task must run first"
+        )
+    return str(profile["Arn"])
