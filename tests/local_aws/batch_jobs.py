@@ -12,6 +12,14 @@ import psutil
 REGION = "us-east-1"
 TERMINAL = ("SUCCEEDED", "FAILED")
 
+# Prints its own pid and a child's, then sleeps until killed: for checking that no process is left behind.
+SLEEP_WITH_CHILD = """
+import subprocess, os, time
+child = subprocess.Popen(["sleep", "120"])
+print(f"PIDS {os.getpid()} {child.pid}", flush=True)
+time.sleep(120)
+"""
+
 
 class Endpoint(Protocol):
     """A running local endpoint: ``LocalAws`` in this process, or one served by ``python -m include.local_aws``."""

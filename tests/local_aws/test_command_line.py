@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.local_aws.batch_jobs import (
+    SLEEP_WITH_CHILD,
     client,
     create_queue,
     register_python_job,
     wait_for_log_line,
     wait_until_gone,
 )
-from tests.local_aws.test_job_lifecycle import SLEEP_WITH_CHILD
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

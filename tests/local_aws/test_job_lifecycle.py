@@ -9,6 +9,7 @@ import pytest
 
 from include.local_aws import LocalAws
 from tests.local_aws.batch_jobs import (
+    SLEEP_WITH_CHILD,
     client,
     create_queue,
     describe,
@@ -18,14 +19,6 @@ from tests.local_aws.batch_jobs import (
     wait_for_status,
     wait_until_gone,
 )
-
-# Prints its own pid and a child's, then sleeps until killed: for checking that no process is left behind.
-SLEEP_WITH_CHILD = """
-import subprocess, os, time
-child = subprocess.Popen(["sleep", "120"])
-print(f"PIDS {os.getpid()} {child.pid}", flush=True)
-time.sleep(120)
-"""
 
 
 def wait_until_released(release: Path) -> str:
