@@ -652,3 +652,19 @@ def test_kms_key_gives_sse_kms_and_key_use_in_the_job_policy(
     again, hook = provision(load_dag(monkeypatch, BUCKET__KMS_KEY_ID=key_arn))
     assert again["bucket"].action == "unchanged"
     assert hook.mutating_calls() == []
+
+
+def test_no_subnets_configured_and_no_default_vpc_is_a_clear_error() -> None:
+    from botocore.stub import Stubber
+
+    from batch_import.provisioning.batch import resolve_network
+
+    ec2 = boto3.client("ec2", region_name=REGION)
+    stubber = Stubber(ec2)
+    stubber.add_response(
+        "describe_vpcs", {"Vpcs": []}, {"Filters": [{"Name": "isDefault", "Values": ["true"]}]}
+    )
+    stubber.activate()
+
+    with pytest.raises(ProvisioningError, match="no default VPC.*CSV_IMPORT__BATCH__SUBNETS"):
+        resolve_network(ec2, subnets=(), security_group_ids=())
