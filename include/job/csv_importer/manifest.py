@@ -8,6 +8,7 @@ Manifest path: ``manifests/<import_id>/shard-<index>-of-<count>.json``; rejected
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +21,7 @@ else:
 MANIFEST_PREFIX = "manifests/"
 REJECTED_PREFIX = "rejected/"
 REJECTED_COLUMNS = ("line_number", "reason", "raw_row")
+SHARD_MANIFEST_NAME = re.compile(r"/shard-\d+-of-\d+\.json$")
 Status = Literal["succeeded", "failed", "reject_ratio_exceeded"]
 
 
@@ -73,11 +75,13 @@ def write_manifest(s3: S3Client, manifest: ImportManifest) -> str:
 
 
 def read_manifests(s3: S3Client, bucket: str, import_id: str) -> list[dict[str, Any]]:
-    """Every shard manifest of one import (any shard count), parsed."""
+    """Every shard manifest (``shard-<i>-of-<n>.json``) of one import, any shard count, parsed."""
     manifests = []
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{MANIFEST_PREFIX}{import_id}/"):
         for entry in page.get("Contents", []):
+            if not SHARD_MANIFEST_NAME.search(entry["Key"]):
+                continue  # e.g. the DAG's verified.json next to the shard manifests
             body = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
             manifests.append(json.loads(body))
     return manifests
