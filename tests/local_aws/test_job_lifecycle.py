@@ -255,3 +255,40 @@ def test_max_vcpus_limits_concurrency_and_an_update_lets_waiting_jobs_start(
     release.touch()
 
     assert [wait_for_status(local_aws, job_id)["status"] for job_id in job_ids] == ["SUCCEEDED"] * 4
+
+
+CHECK_PREDECESSOR = """
+import os, sys, time
+index = int(os.environ["AWS_BATCH_JOB_ARRAY_INDEX"])
+directory, own, predecessor = sys.argv[1], sys.argv[2], sys.argv[3]
+if not os.path.exists(os.path.join(directory, predecessor.format(index=index, previous=index - 1))):
+    raise SystemExit(9)
+time.sleep(0.3)
+open(os.path.join(directory, own.format(index=index)), "w").close()
+"""
+
+
+def test_array_dependencies_sequential_and_n_to_n(local_aws: LocalAws, tmp_path: Path) -> None:
+    _, queue = create_queue(local_aws)
+    batch = client(local_aws, "batch")
+
+    def array_job(name: str, own: str, predecessor: str, depends_on: list[dict[str, str]]) -> str:
+        command = ["python", "-c", CHECK_PREDECESSOR, str(tmp_path), own, predecessor]
+        definition = register_python_job(local_aws, "", containerProperties={"command": command})
+        return batch.submit_job(  # type: ignore[no-any-return]
+            jobName=name,
+            jobQueue=queue,
+            jobDefinition=definition,
+            arrayProperties={"size": 3},
+            dependsOn=depends_on,
+        )["jobId"]
+
+    # SEQUENTIAL: child i starts after child i-1 succeeded (child 0 has none: its "predecessor" exists already).
+    (tmp_path / "first--1").touch()
+    sequential = array_job("sequential", "first-{index}", "first-{previous}", [{"type": "SEQUENTIAL"}])
+    # N_TO_N: child i of the second array starts after child i of the first succeeded.
+    paired = array_job("paired", "second-{index}", "first-{index}", [{"jobId": sequential, "type": "N_TO_N"}])
+
+    assert wait_for_status(local_aws, sequential)["status"] == "SUCCEEDED"
+    assert wait_for_status(local_aws, paired)["status"] == "SUCCEEDED"
+    assert sorted(path.name for path in tmp_path.glob("second-*")) == ["second-0", "second-1", "second-2"]
