@@ -16,7 +16,7 @@ from botocore.config import Config
 from csv_importer.cli import make_clients
 from csv_importer.importer import run_import
 from csv_importer.reader import CHUNK_BYTES, ObjectSource
-from csv_importer.settings import ImportSettings
+from csv_importer.settings import ImportSettings, parse_column_types
 from include.bench.context import REGION, BenchContext
 from include.bench.sample_files import SAMPLE_COLUMN_TYPES, sample_csv
 from include.bench.stand_in import STAND_IN_URL, answer_dynamodb, answer_s3, stand_in_environment
@@ -30,7 +30,7 @@ def _job_run(data: bytes, *, on_batch: Any = None) -> float:
         bucket="stand-in-bucket",
         key="cpu.csv",
         table=TABLE,
-        column_types=dict(item.split(":") for item in SAMPLE_COLUMN_TYPES.split(",")),  # type: ignore[misc]
+        column_types=parse_column_types(SAMPLE_COLUMN_TYPES),
     )
     with stand_in_environment():
         s3, dynamodb = make_clients(settings)

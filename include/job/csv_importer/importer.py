@@ -24,7 +24,7 @@ from csv_importer.manifest import (
 )
 from csv_importer.progress import PROGRESS_INTERVAL_SECONDS, ProgressLog
 from csv_importer.reader import ObjectSource, RecordError, iter_lines, iter_records, open_s3_object
-from csv_importer.rows import INDEX_SLOTS, RowConverter, RowRejected, describe_key_schema
+from csv_importer.rows import INDEX_SLOTS, KeySchema, RowConverter, RowRejected, describe_key_schema
 from csv_importer.settings import ImportSettings
 from csv_importer.writer import BatchItemWriter, RowOrigin, WriteOutcome
 
@@ -116,7 +116,7 @@ class ShardImport:
             self.counts.rows_imported -= 1
             self.reject(origin.line_number, reason, origin.fields)
 
-    def import_rows(self, key_schema: Any) -> None:
+    def import_rows(self, key_schema: KeySchema) -> None:
         settings, counts = self.settings, self.counts
         records = iter_records(iter_lines(self.source, gzip=settings.key.endswith(".gz")))
         header = next(records, None)
