@@ -66,11 +66,23 @@ class Pipeline:
         )
         return [job for page in pages for job in page["jobSummaryList"]]
 
-    def run_import(self, date: str, **conf: Any) -> Any:
-        """``dag.test()`` of the import DAG for ``date``; returns the finished DagRun."""
+    def array_jobs_named(self, prefix: str) -> list[dict[str, Any]]:
+        """The array (parent) jobs among :meth:`jobs_named`, described."""
+        job_ids = [job["jobId"] for job in self.jobs_named(prefix)]
+        described = self.batch.describe_jobs(jobs=job_ids)["jobs"] if job_ids else []
+        return [job for job in described if "size" in job.get("arrayProperties", {})]
+
+    def run_import(self, date: str, *, without_logical_date: bool = False, **conf: Any) -> Any:
+        """``dag.test()`` of the import DAG for ``date``; returns the finished DagRun.
+
+        ``without_logical_date`` makes a run like a REST trigger with ``logical_date: null``, queued for
+        (``run_after``) ``date``.
+        """
         dag = parse_dag("import_csv_to_dynamodb")
-        logical_date = datetime.fromisoformat(date).replace(tzinfo=UTC)
-        return dag.test(logical_date=logical_date, run_conf=conf or None)
+        when = datetime.fromisoformat(date).replace(tzinfo=UTC)
+        if without_logical_date:
+            return dag.test(logical_date=None, run_after=when.replace(hour=6), run_conf=conf or None)
+        return dag.test(logical_date=when, run_conf=conf or None)
 
 
 def parse_dag(dag_id: str) -> Any:

@@ -78,25 +78,32 @@ def test_partition_with_several_files_is_imported_sharded_and_verified(pipeline:
     assert task_states(rerun)["list_files"] == [("skipped", 1)]
 
 
-def test_a_file_of_bad_rows_fails_import_file_at_once_with_the_reject_count(
+def test_files_of_bad_rows_fail_import_file_at_once_with_the_reject_counts(
     pipeline: Pipeline, capfd: pytest.CaptureFixture[str]
 ) -> None:
     date = "2026-02-02"
     bad_rows = [["", f"no key {n}", str(n)] for n in range(15)]
     pipeline.land(f"incoming/{date}/bad.csv", csv_text(HEADER, rows("bad", 5) + bad_rows))
+    big_bad_rows = [["", f"no key at all {n}", str(n)] for n in range(200)]
+    pipeline.land(f"incoming/{date}/worse.csv", csv_text(HEADER, rows("worse", 30) + big_bad_rows))
 
     run = pipeline.run_import(date)
 
     states = task_states(run)
     assert str(run.state) == "failed", states
-    assert states["import_file"] == [("failed", 1)], "a bad file must fail without an Airflow retry"
-    assert states["verify_file"] == [("upstream_failed", 0)]
+    assert states["import_file"] == [("failed", 1), ("failed", 1)], (
+        "bad files must fail without Airflow retries"
+    )
+    assert states["verify_file"] == [("upstream_failed", 0), ("upstream_failed", 0)]
     (job,) = pipeline.jobs_named("csv-import-bad-csv")
     described = pipeline.batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]
     assert len(described["attempts"]) == 1, "Batch must not retry exit code 4 either"
+    (array_job,) = pipeline.array_jobs_named("csv-import-worse-csv")
+    assert array_job["arrayProperties"]["size"] == 3
     output = capfd.readouterr().out
-    assert "REJECT_RATIO_EXCEEDED" in output
+    assert "4 (REJECT_RATIO_EXCEEDED)" in output
     assert "rows_read=20 rows_imported=5 rows_rejected=15" in output
+    assert "rows_read=230 rows_imported=30 rows_rejected=200" in output  # summed over the 3 shards
 
 
 def test_a_retried_submit_reattaches_to_the_running_job(pipeline: Pipeline) -> None:
@@ -207,3 +214,15 @@ def test_a_day_without_files_is_skipped_naming_the_date(
     assert states["wait_for_files"][0][0] == "skipped", states
     assert states["list_files"][0][0] == "skipped"
     assert "No .csv or .csv.gz file landed for 2026-02-07" in capfd.readouterr().out
+
+
+def test_a_run_without_logical_date_imports_the_partition_of_its_run_after_date(pipeline: Pipeline) -> None:
+    pipeline.land("incoming/2026-02-08/late.csv", csv_text(HEADER, rows("late", 9)))
+
+    run = pipeline.run_import("2026-02-08", without_logical_date=True)
+
+    assert run.logical_date is None
+    states = task_states(run)
+    assert str(run.state) == "success", states
+    late_items = [item for item in pipeline.items_of() if item["id"]["S"].startswith("late-")]
+    assert len(late_items) == 9
