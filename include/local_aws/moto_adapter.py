@@ -76,6 +76,12 @@ _INSTANCE_ATTRIBUTES: tuple[tuple[Any, tuple[str, ...]], ...] = (
 _SIGNATURES: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (batch_models.Job, "run", ("self",)),
     (batch_models.Job, "describe", ("self",)),
+    (batch_models.Job, "describe_short", ("self",)),
+    (
+        batch_models.BatchBackend,
+        "list_jobs",
+        ("self", "job_queue_name", "array_job_id", "job_status", "filters"),
+    ),
     (batch_models.Job, "_get_container_property", ("self", "p", "default")),
     (batch_models.Job, "terminate", ("self", "reason")),
     (batch_models.Job, "status", None),
@@ -370,7 +376,7 @@ def _original(name: str) -> Callable[..., Any]:
     if name in _ORIGINALS:
         return _ORIGINALS[name]
     owner_name, attribute = name.split(".")
-    owner = {"Job": batch_models.Job, "BatchBackend": batch_models.BatchBackend}[owner_name]
+    owner = {"Job": batch_models.Job, "BatchBackend": batch_models.BatchBackend}[owner_name]  # before install
     return getattr(owner, attribute)  # type: ignore[no-any-return]
 
 
@@ -412,6 +418,34 @@ def _describe(self: Any) -> dict[str, Any]:
         description["status"] = self.status
     description["attempts"] = copy.deepcopy(self.attempts)
     return description
+
+
+def _describe_short(self: Any) -> dict[str, Any]:
+    summary: dict[str, Any] = _original("Job.describe_short")(self)
+    index = self.array_properties.get("index")
+    if index is not None:
+        summary["arrayProperties"] = {"index": index}
+    elif self._child_jobs:
+        summary["arrayProperties"] = {"size": len(self._child_jobs)}
+    return summary
+
+
+def _list_jobs(
+    self: Any,
+    job_queue_name: str | None,
+    array_job_id: str | None,
+    job_status: str | None = None,
+    filters: list[dict[str, Any]] | None = None,
+) -> list[Any]:
+    """As AWS: without jobStatus and filters only RUNNING jobs; a queue lists array parents, not children."""
+    if job_status is None and filters is None:
+        job_status = "RUNNING"
+    jobs: list[Any] = _original("BatchBackend.list_jobs")(
+        self, job_queue_name, array_job_id, job_status, filters
+    )
+    if array_job_id:
+        return jobs
+    return [job for job in jobs if job.array_properties.get("index") is None]
 
 
 def _job_init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -605,6 +639,8 @@ _REPLACEMENTS: dict[str, tuple[Any, str, Any]] = {
     "Job.run": (batch_models.Job, "run", _run),
     "Job.__init__": (batch_models.Job, "__init__", _job_init),
     "Job.describe": (batch_models.Job, "describe", _describe),
+    "Job.describe_short": (batch_models.Job, "describe_short", _describe_short),
+    "BatchBackend.list_jobs": (batch_models.BatchBackend, "list_jobs", _list_jobs),
     "Job._get_container_property": (batch_models.Job, "_get_container_property", _get_container_property),
     "Job.status": (batch_models.Job, "status", property(_status_get, _status_set)),
     "BatchBackend.submit_job": (batch_models.BatchBackend, "submit_job", _submit_job),

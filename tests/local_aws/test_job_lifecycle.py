@@ -186,7 +186,11 @@ def test_array_job_children_see_their_index_and_settle_the_parent(
 
     assert parent["status"] == parent_status
     assert parent["arrayProperties"]["size"] == 3
-    children = {child["jobId"]: child for child in batch.list_jobs(arrayJobId=parent_id)["jobSummaryList"]}
+    children = [
+        child["jobId"]
+        for status in ("SUCCEEDED", "FAILED")
+        for child in batch.list_jobs(arrayJobId=parent_id, jobStatus=status)["jobSummaryList"]
+    ]
     assert sorted(children) == [f"{parent_id}:{index}" for index in range(3)]
     for index in range(3):
         child = describe(local_aws, f"{parent_id}:{index}")

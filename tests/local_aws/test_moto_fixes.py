@@ -120,3 +120,25 @@ def test_one_character_job_names_are_accepted_as_on_aws(local_aws: LocalAws) -> 
     assert wait_for_status(local_aws, job_id)["status"] == "SUCCEEDED"
     with pytest.raises(ClientError):
         batch.submit_job(jobName="-starts-with-a-dash", jobQueue=queue, jobDefinition=definition)
+
+
+def test_list_jobs_defaults_to_running_and_lists_array_parents_not_children(local_aws: LocalAws) -> None:
+    _, queue = create_queue(local_aws)
+    definition = register_python_job(local_aws, "pass")
+    batch = client(local_aws, "batch")
+    parent_id = batch.submit_job(
+        jobName="import-big", jobQueue=queue, jobDefinition=definition, arrayProperties={"size": 2}
+    )["jobId"]
+    wait_for_status(local_aws, parent_id)
+
+    by_name = batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": ["import-big"]}])
+    children = batch.list_jobs(arrayJobId=parent_id, jobStatus="SUCCEEDED")["jobSummaryList"]
+
+    assert batch.list_jobs(jobQueue=queue)["jobSummaryList"] == []  # AWS lists only RUNNING jobs by default
+    assert [(job["jobId"], job["arrayProperties"]) for job in by_name["jobSummaryList"]] == [
+        (parent_id, {"size": 2})
+    ]
+    assert sorted((job["jobId"], job["arrayProperties"]["index"]) for job in children) == [
+        (f"{parent_id}:0", 0),
+        (f"{parent_id}:1", 1),
+    ]
