@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from types import SimpleNamespace
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -106,12 +107,15 @@ def test_files_of_bad_rows_fail_import_file_at_once_with_the_reject_counts(
     assert "rows_read=230 rows_imported=30 rows_rejected=200" in output  # summed over the 3 shards
 
 
-def test_a_retried_submit_reattaches_to_the_running_job(pipeline: Pipeline) -> None:
+def submit_operator(
+    pipeline: Pipeline, key: str, rows_count: int, **overrides: Any
+) -> tuple[Any, dict, dict]:
+    """A ``BatchSubmitOperator`` for a freshly landed file, as the mapped ``import_file`` would build it."""
     from batch_import.files import ImportSettings, describe_landed_file, plan_imports
     from batch_import.operators import BatchSubmitOperator
 
     config = pipeline.config
-    key = pipeline.land("incoming/2026-02-03/retried.csv", csv_text(HEADER, rows("retried", 50)))
+    pipeline.land(key, csv_text(HEADER, rows("retried", rows_count)))
     landed = describe_landed_file(pipeline.s3, bucket_name=config.bucket.name, key=key)
     settings = ImportSettings(
         bucket_name=config.bucket.name,
@@ -125,13 +129,14 @@ def test_a_retried_submit_reattaches_to_the_running_job(pipeline: Pipeline) -> N
         shard_target_bytes=10**9,
         max_shards=1,
     )
-    (plan,) = plan_imports([landed], settings, dag_id="import_csv_to_dynamodb", run_id="manual__retried")
+    (plan,) = plan_imports([landed], settings, dag_id="import_csv_to_dynamodb", run_id=f"manual__{key}")
     context: dict = {
         "dag": SimpleNamespace(dag_id="import_csv_to_dynamodb"),
-        "run_id": "manual__retried",
+        "run_id": f"manual__{key}",
         "ti": mock.MagicMock(),
         "task_instance": mock.MagicMock(),
     }
+    container_overrides = {**plan["container_overrides"], **overrides}
 
     def attempt() -> BatchSubmitOperator:
         return BatchSubmitOperator(
@@ -139,7 +144,7 @@ def test_a_retried_submit_reattaches_to_the_running_job(pipeline: Pipeline) -> N
             job_name=plan["job_name"],
             job_queue=config.batch.job_queue,
             job_definition=config.batch.job_definition,
-            container_overrides=plan["container_overrides"],
+            container_overrides=container_overrides,
             import_id=plan["import_id"],
             s3_key=key,
             bucket_name=config.bucket.name,
@@ -149,6 +154,12 @@ def test_a_retried_submit_reattaches_to_the_running_job(pipeline: Pipeline) -> N
             region_name=config.aws.region,
         )
 
+    return attempt, plan, context
+
+
+def test_a_retried_submit_reattaches_to_the_running_job(pipeline: Pipeline) -> None:
+    attempt, plan, context = submit_operator(pipeline, "incoming/2026-02-03/retried.csv", 50)
+
     first = attempt()
     first.submit_job(context)  # the first try submits, then dies before it sees the job finish
     retried_job_id = attempt().execute(context)
@@ -156,6 +167,20 @@ def test_a_retried_submit_reattaches_to_the_running_job(pipeline: Pipeline) -> N
     assert retried_job_id == first.job_id
     assert [job["jobId"] for job in pipeline.jobs_named(plan["job_name"])] == [first.job_id]
     assert len(pipeline.items_of(plan["import_id"])) == 50
+
+
+def test_a_retryable_job_failure_stays_retryable_and_the_retry_submits_anew(pipeline: Pipeline) -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    # `false` exits 1 (UNEXPECTED): Batch retries it (evaluateOnExit), then Airflow may retry.
+    attempt, plan, context = submit_operator(pipeline, "incoming/2026-02-03/flaky.csv", 3, command=["false"])
+
+    with pytest.raises(AirflowException, match="a retry may fix this") as failure:
+        attempt().execute(context)
+    assert not isinstance(failure.value, AirflowFailException)
+    with pytest.raises(AirflowException, match="a retry may fix this"):
+        attempt().execute(context)  # the failed job is not reattached to: a new one is submitted
+    assert len(pipeline.jobs_named(plan["job_name"])) == 2
 
 
 def test_an_s3_key_outside_the_landing_prefix_is_refused_before_any_job(pipeline: Pipeline) -> None:
