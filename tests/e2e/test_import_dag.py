@@ -77,6 +77,8 @@ def test_partition_with_several_files_is_imported_sharded_and_verified(pipeline:
     # A rerun of the partition skips the verified files; reprocess imports them again.
     rerun = pipeline.run_import(date)
     assert task_states(rerun)["list_files"] == [("skipped", 1)]
+    reprocessed = pipeline.run_import(date, reprocess=True)
+    assert [state for state, _ in task_states(reprocessed)["verify_file"]] == ["success"] * 3
 
 
 def test_files_of_bad_rows_fail_import_file_at_once_with_the_reject_counts(
