@@ -376,7 +376,7 @@ def _original(name: str) -> Callable[..., Any]:
     if name in _ORIGINALS:
         return _ORIGINALS[name]
     owner_name, attribute = name.split(".")
-    owner = {"Job": batch_models.Job, "BatchBackend": batch_models.BatchBackend}[owner_name]  # before install
+    owner = {"Job": batch_models.Job, "BatchBackend": batch_models.BatchBackend}[owner_name]
     return getattr(owner, attribute)  # type: ignore[no-any-return]
 
 
@@ -414,8 +414,6 @@ def _describe(self: Any) -> dict[str, Any]:
     index = self.array_properties.get("index")
     if index is not None:
         description["arrayProperties"] = {"index": index}
-    if self._child_jobs:
-        description["status"] = self.status
     description["attempts"] = copy.deepcopy(self.attempts)
     return description
 
