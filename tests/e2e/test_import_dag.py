@@ -107,6 +107,10 @@ def test_files_of_bad_rows_fail_import_file_at_once_with_the_reject_counts(
     assert "4 (REJECT_RATIO_EXCEEDED)" in output
     assert "rows_read=20 rows_imported=5 rows_rejected=15" in output
     assert "rows_read=230 rows_imported=30 rows_rejected=200" in output  # summed over the 3 shards
+    # The job's own CloudWatch lines reach the task log (awslogs_enabled).
+    assert (
+        f"csv_importer.progress: summary s3://{pipeline.config.bucket.name}/incoming/{date}/bad.csv" in output
+    )
 
 
 def submit_operator(
