@@ -15,12 +15,13 @@ from typing import Any
 
 from batch_import.provisioning.outcome import ProvisioningError, ProvisionResult
 from batch_import.provisioning.polling import poll_until
+from csv_importer.exit_codes import NON_RETRYABLE
 
 log = logging.getLogger(__name__)
 
-# The job's exit codes a retry cannot fix (csv_importer.exit_codes: USAGE, BAD_INPUT, REJECT_RATIO_EXCEEDED;
-# docs/architecture.md). Batch exits on them; every other failure is retried up to ``attempts``.
-NON_RETRYABLE_EXIT_CODES = (2, 3, 4)
+# The job's exit codes a retry cannot fix, defined once by the job (USAGE, BAD_INPUT, REJECT_RATIO_EXCEEDED).
+# Batch exits on them; every other failure is retried up to ``attempts``.
+NON_RETRYABLE_EXIT_CODES = tuple(sorted(int(code) for code in NON_RETRYABLE))
 
 VALID = "VALID"
 INVALID = "INVALID"
