@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from batch_import.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 
 
