@@ -152,50 +152,49 @@ class EnsureJobRoleOperator(EnsureResourceOperator):
         )
 
 
-class EnsureExecutionRoleOperator(EnsureResourceOperator):
+class _EnsureManagedPolicyRoleOperator(EnsureResourceOperator):
+    """A role trusted by one AWS service with one AWS managed policy attached; subclasses name which."""
+
+    template_fields: Sequence[str] = aws_template_fields("role_name", "path")
+    resource: str
+    trusted_service: str
+    managed_policy: str
+    role_description: str
+
+    def __init__(self, *, role_name: str, path: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.role_name = role_name
+        self.path = path
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        account = hook.describe_account()
+        return iam_resources.ensure_role(
+            hook.client_for("iam"),
+            resource=self.resource,
+            role_name=self.role_name,
+            path=self.path,
+            trusted_service=self.trusted_service,
+            managed_policy_arns=[account.aws_managed_policy_arn(self.managed_policy)],
+            description=self.role_description,
+        )
+
+
+class EnsureExecutionRoleOperator(_EnsureManagedPolicyRoleOperator):
     """The ECS task execution role (pull the image, write the job's logs)."""
 
-    template_fields: Sequence[str] = aws_template_fields("role_name", "path")
-
-    def __init__(self, *, role_name: str, path: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.role_name = role_name
-        self.path = path
-
-    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
-        account = hook.describe_account()
-        return iam_resources.ensure_role(
-            hook.client_for("iam"),
-            resource="execution_role",
-            role_name=self.role_name,
-            path=self.path,
-            trusted_service=iam_resources.ECS_TASKS,
-            managed_policy_arns=[account.aws_managed_policy_arn(iam_resources.EXECUTION_ROLE_POLICY)],
-            description="CSV import job: ECS task execution (image pull, logs)",
-        )
+    resource = "execution_role"
+    trusted_service = iam_resources.ECS_TASKS
+    managed_policy = iam_resources.EXECUTION_ROLE_POLICY
+    role_description = "CSV import job: ECS task execution (image pull, logs)"
 
 
-class EnsureInstanceRoleOperator(EnsureResourceOperator):
+class EnsureInstanceRoleOperator(_EnsureManagedPolicyRoleOperator):
     """EC2/SPOT compute environments only: the container instances' role."""
 
-    template_fields: Sequence[str] = aws_template_fields("role_name", "path")
-
-    def __init__(self, *, role_name: str, path: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.role_name = role_name
-        self.path = path
-
-    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
-        account = hook.describe_account()
-        return iam_resources.ensure_role(
-            hook.client_for("iam"),
-            resource="instance_role",
-            role_name=self.role_name,
-            path=self.path,
-            trusted_service=iam_resources.EC2,
-            managed_policy_arns=[account.aws_managed_policy_arn(iam_resources.INSTANCE_ROLE_POLICY)],
-            description="CSV import: ECS container instances of the Batch compute environment",
-        )
+    resource = "instance_role"
+    trusted_service = iam_resources.EC2
+    managed_policy = iam_resources.INSTANCE_ROLE_POLICY
+    role_description = "CSV import: ECS container instances of the Batch compute environment"
 
 
 class EnsureInstanceProfileOperator(EnsureResourceOperator):
