@@ -182,12 +182,13 @@ def test_throttling_is_retried_by_botocore(monkeypatch):
 
 def test_throttling_beyond_the_retries_is_transient(monkeypatch):
     monkeypatch.setattr(time, "sleep", lambda _s: None)
-    client, calls = _throttling_client(failures=100, max_attempts=3)
-    writer = writer_for(client, concurrency=1)
+    client, calls = _throttling_client(failures=1000, max_attempts=3)
+    writer = writer_for(client, concurrency=1, max_unprocessed_retries=2)
     writer.put("a", make_item("a", "v"), 20, RowOrigin(2, []))
-    with pytest.raises(TransientFailure, match="ThrottlingException after the client's retries"):
+    with pytest.raises(TransientFailure, match="ThrottlingException after the client's retries and 2 more"):
         writer.close()
-    assert len(calls) == 1 + 3  # botocore's retries max_attempts counts retries after the first call
+    # botocore's max_attempts counts retries after the first call; the writer sends the request 2 more times
+    assert len(calls) == (1 + 3) * (1 + 2)
 
 
 def test_items_dynamodb_refuses_are_reported_not_lost():

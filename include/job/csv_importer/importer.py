@@ -106,6 +106,9 @@ class ShardImport:
         self.progress = ProgressLog(
             uri=source.uri, total_bytes=source.content_length, interval=progress_interval
         )
+        self.converter: RowConverter | None = None
+        # Keys of rows DynamoDB itself refused (rare: items at its size limit), each key's attributes.
+        self.refused_keys: dict[str, dict[str, Any]] = {}
 
     def reject(self, line_number: int, reason: str, fields: list[str] | None) -> None:
         self.counts.rows_rejected += 1
@@ -115,6 +118,29 @@ class ShardImport:
         for origin, reason in outcome.refused:
             self.counts.rows_imported -= 1
             self.reject(origin.line_number, reason, origin.fields)
+            if self.converter is not None:
+                key_text, key_hash = self.converter.key_of(origin.fields)
+                item, _ = self.converter.convert(origin.fields, key_hash)
+                self.refused_keys[key_text] = {
+                    key.name: item[key.name] for key in self.converter.key_attributes
+                }
+
+    def uncount_refused_keys(self) -> None:
+        """Take keys out of ``distinct_keys`` that DynamoDB refused and no other row of this import wrote.
+
+        ``distinct_keys`` counts keys as rows are queued; when DynamoDB refuses a row the job's own checks
+        accepted, whether the key still holds an item of this import (from another row) is read back with a
+        consistent GetItem, so the manifest's count is the table's truth and verification never fails on it.
+        """
+        for key in self.refused_keys.values():
+            response = self.dynamodb.get_item(
+                TableName=self.settings.table,
+                Key=key,
+                ConsistentRead=True,
+                ProjectionExpression="importId",
+            )
+            if response.get("Item", {}).get("importId", {}).get("S") != self.import_id:
+                self.counts.distinct_keys -= 1
 
     def import_rows(self, key_schema: KeySchema) -> None:
         settings, counts = self.settings, self.counts
@@ -136,6 +162,7 @@ class ShardImport:
             source_uri=settings.source_uri,
             table=settings.table,
         )
+        self.converter = converter
         shard_count, shard_index = settings.shard_count, settings.shard_index
         seen_keys = KeyFingerprints()
         tick, source = self.progress.tick, self.source
@@ -173,6 +200,7 @@ class ShardImport:
                 counts.rows_imported += 1
                 writer.put(key_text, item, size, RowOrigin(line_number, fields))
         counts.distinct_keys = seen_keys.distinct
+        self.uncount_refused_keys()
 
     def finish(self, failure: str | None) -> ImportManifest:
         """Upload the rejected rows, then the manifest (the manifest is the last thing written)."""

@@ -1,18 +1,29 @@
 """Streaming the CSV object: S3 body in chunks -> gunzip -> incremental UTF-8 -> lines -> CSV records.
 
 Nothing here holds more than one chunk (plus one partial line or record) of the object in memory.
+A stream that drops mid-object is resumed from its byte offset with a ranged GET pinned to the first
+response's ETag (``Range: bytes=<offset>-``, ``If-Match``), never started over.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import logging
+import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
 from csv_importer.exit_codes import BadInput, TransientFailure
 
@@ -29,6 +40,19 @@ MAX_LINE_CHARS = 16 * 1024 * 1024
 csv.field_size_limit(4 * 1024 * 1024)
 
 _MISSING_OBJECT_CODES = {"NoSuchKey", "404", "NotFound"}
+_CHANGED_OBJECT_CODES = {"PreconditionFailed", "412"}
+# What a body read raises when the connection drops or stalls mid-object.
+STREAM_DROPS = (
+    ResponseStreamingError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+    IncompleteReadError,
+    URLLib3HTTPError,
+)
+MAX_RESUMES_WITHOUT_PROGRESS = 5
+RESUME_BACKOFF_SECONDS = 0.5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,27 +71,99 @@ class ObjectSource:
             yield chunk
 
 
-def open_s3_object(s3: S3Client, bucket: str, key: str) -> ObjectSource:
-    """GetObject, streamed. Missing bucket or object -> :class:`BadInput` naming it."""
+def _get_object_error(error: ClientError, uri: str, bucket: str) -> Exception:
+    code = error.response.get("Error", {}).get("Code", "")
+    if code == "NoSuchBucket":
+        return BadInput(f"{uri}: bucket {bucket!r} does not exist")
+    if code in _MISSING_OBJECT_CODES:
+        return BadInput(f"{uri}: object does not exist")
+    if code in {"AccessDenied", "403"}:
+        return BadInput(f"{uri}: access denied reading the object")
+    return TransientFailure(f"{uri}: GetObject failed: {code}: {error}")
+
+
+def open_s3_object(
+    s3: S3Client, bucket: str, key: str, *, sleep: Callable[[float], None] = time.sleep
+) -> ObjectSource:
+    """GetObject, streamed and resumable. Missing bucket or object -> :class:`BadInput` naming it."""
     uri = f"s3://{bucket}/{key}"
     try:
         response = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchBucket":
-            raise BadInput(f"{uri}: bucket {bucket!r} does not exist") from None
-        if code in _MISSING_OBJECT_CODES:
-            raise BadInput(f"{uri}: object does not exist") from None
-        if code in {"AccessDenied", "403"}:
-            raise BadInput(f"{uri}: access denied reading the object") from None
-        raise TransientFailure(f"{uri}: GetObject failed: {code}: {error}") from None
-    body = response["Body"]
+        raise _get_object_error(error, uri, bucket) from None
+    etag = response.get("ETag", "")
     return ObjectSource(
         uri=uri,
-        etag=response.get("ETag", ""),
+        etag=etag,
         content_length=int(response.get("ContentLength", 0)),
-        chunks=body.iter_chunks(CHUNK_BYTES),
+        chunks=resumable_chunks(
+            s3, bucket=bucket, key=key, etag=etag, first_body=response["Body"], sleep=sleep
+        ),
     )
+
+
+def resumable_chunks(
+    s3: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    etag: str,
+    first_body: Any,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[bytes]:
+    """The object's bytes in chunks; when the stream drops, GET ``bytes=<offset>-`` of the same ETag.
+
+    Up to :data:`MAX_RESUMES_WITHOUT_PROGRESS` drops in a row without a new byte are resumed; then the
+    drop is a :class:`TransientFailure`. The object replaced meanwhile (ETag differs) is a
+    :class:`TransientFailure` too: a rerun imports the new version from its start.
+    """
+    uri = f"s3://{bucket}/{key}"
+    body, offset, drops_in_a_row = first_body, 0, 0
+    while True:
+        try:
+            for chunk in body.iter_chunks(CHUNK_BYTES):
+                if chunk:
+                    offset += len(chunk)
+                    drops_in_a_row = 0
+                    yield chunk
+            return
+        except STREAM_DROPS as drop:
+            drops_in_a_row += 1
+            if drops_in_a_row > MAX_RESUMES_WITHOUT_PROGRESS:
+                raise TransientFailure(
+                    f"{uri}: the object stream dropped {drops_in_a_row} times at byte {offset} "
+                    f"without progress ({type(drop).__name__}: {drop})"
+                ) from None
+            log.warning(
+                "%s: stream dropped at byte %s (%s: %s); resuming with a ranged GET",
+                uri,
+                offset,
+                type(drop).__name__,
+                drop,
+            )
+            sleep(RESUME_BACKOFF_SECONDS * (drops_in_a_row - 1))
+        body = _ranged_body(s3, bucket=bucket, key=key, etag=etag, offset=offset)
+        if body is None:
+            return
+
+
+def _ranged_body(s3: S3Client, *, bucket: str, key: str, etag: str, offset: int) -> Any:
+    """GetObject from ``offset`` to the end, only if the ETag is unchanged; None when nothing is left."""
+    uri = f"s3://{bucket}/{key}"
+    try:
+        pinned = {"IfMatch": etag} if etag else {}
+        response = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-", **pinned)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in _CHANGED_OBJECT_CODES:
+            raise TransientFailure(
+                f"{uri}: the object changed while it was read (ETag no longer {etag}); rerun to import "
+                "the new version"
+            ) from None
+        if code == "InvalidRange":  # the drop came after the last byte
+            return None
+        raise _get_object_error(error, uri, bucket) from None
+    return response["Body"]
 
 
 def _gunzip(chunks: Iterator[bytes], uri: str) -> Iterator[bytes]:

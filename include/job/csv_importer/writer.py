@@ -199,14 +199,35 @@ class BatchItemWriter:
 
     def _write_until_processed(self, requests: list[dict[str, Any]]) -> None:
         pending = requests
+        throttled = ""
         for attempt in range(self._max_unprocessed_retries + 1):
-            response = self._client.batch_write_item(RequestItems={self._table: pending})
-            pending = response.get("UnprocessedItems", {}).get(self._table, [])
-            if not pending:
-                return
+            try:
+                response = self._client.batch_write_item(RequestItems={self._table: pending})
+            except ClientError as error:
+                # Throttling that outlived botocore's retries (its retry quota drains under sustained
+                # throttling): back off and send the same items again rather than fail the import.
+                throttled = error.response.get("Error", {}).get("Code", "")
+                if throttled not in THROTTLING_CODES:
+                    raise
+            else:
+                throttled = ""
+                pending = response.get("UnprocessedItems", {}).get(self._table, [])
+                if not pending:
+                    return
             delay = backoff_seconds(attempt, base=self._backoff_base, cap=self._backoff_cap, rng=self._rng)
-            log.debug("%s of %s items unprocessed, retrying in %.3f s", len(pending), len(requests), delay)
+            log.debug(
+                "%s of %s items unprocessed (%s), retrying in %.3f s",
+                len(pending),
+                len(requests),
+                throttled or "UnprocessedItems",
+                delay,
+            )
             self._sleep(delay)
+        if throttled:
+            raise TransientFailure(
+                f"DynamoDB table {self._table!r}: {throttled} after the client's retries and "
+                f"{self._max_unprocessed_retries} more"
+            )
         raise TransientFailure(
             f"DynamoDB table {self._table!r}: {len(pending)} items still unprocessed after "
             f"{self._max_unprocessed_retries} retries"
