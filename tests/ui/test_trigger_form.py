@@ -29,6 +29,30 @@ def _wait(browser: Any, timeout: float = UI_WAIT_SECONDS) -> Any:
     return WebDriverWait(browser, timeout)
 
 
+def _click(browser: Any, locator: tuple[str, str]) -> None:
+    """Click what ``locator`` finds, retrying while the single-page app re-renders it."""
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        ElementNotInteractableException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
+
+    def click(driver: Any) -> bool:
+        try:
+            driver.find_element(*locator).click()
+        except (
+            NoSuchElementException,
+            StaleElementReferenceException,
+            ElementClickInterceptedException,
+            ElementNotInteractableException,
+        ):
+            return False
+        return True
+
+    _wait(browser).until(click, f"could not click {locator[1]}")
+
+
 def _log_in(browser: Any, stack: RunningStack, next_path: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -38,17 +62,25 @@ def _log_in(browser: Any, stack: RunningStack, next_path: str) -> None:
         stack.standalone.login.username
     )
     browser.find_element(By.NAME, "password").send_keys(stack.standalone.login.password)
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _click(browser, (By.CSS_SELECTOR, "button[type=submit]"))
     _wait(browser).until(ec.url_contains(next_path))
+
+
+def _open_dag_from_the_list(browser: Any, stack: RunningStack) -> None:
+    """Log in to the Dags list and click the import DAG, as a user does."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    _log_in(browser, stack, "/dags")
+    _click(browser, (By.XPATH, f"//a[normalize-space(.)='{IMPORT_DAG_ID}']"))
+    _wait(browser).until(ec.url_contains(f"/dags/{IMPORT_DAG_ID}"))
 
 
 def _open_trigger_form(browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
-    _wait(browser).until(
-        ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))
-    ).click()
+    _click(browser, (By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))
     _wait(browser).until(
         ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]"))
     )
@@ -61,7 +93,7 @@ def _submit_with_s3_key(browser: Any, s3_key: str) -> None:
     field = _wait(browser).until(ec.visibility_of_element_located((By.ID, "element_s3_key")))
     field.clear()
     field.send_keys(s3_key)
-    browser.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]").click()
+    _click(browser, (By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]"))
 
 
 def _run_state_in_page(browser: Any, run_id: str) -> str | None:
@@ -81,7 +113,7 @@ def test_trigger_form_imports_the_given_s3_key(browser: Any, running_stack: Runn
 
     stack = running_stack
     dag_path = f"/dags/{IMPORT_DAG_ID}"
-    _log_in(browser, stack, dag_path)
+    _open_dag_from_the_list(browser, stack)
     _open_trigger_form(browser)
     _submit_with_s3_key(browser, stack.landed.key)
 
