@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from csv_importer.exit_codes import BadInput, JobFailure
 from csv_importer.fingerprints import KeyFingerprints
 from csv_importer.import_id import derive_import_id
@@ -133,12 +135,17 @@ class ShardImport:
         consistent GetItem, so the manifest's count is the table's truth and verification never fails on it.
         """
         for key in self.refused_keys.values():
-            response = self.dynamodb.get_item(
-                TableName=self.settings.table,
-                Key=key,
-                ConsistentRead=True,
-                ProjectionExpression="importId",
-            )
+            try:
+                response = self.dynamodb.get_item(
+                    TableName=self.settings.table,
+                    Key=key,
+                    ConsistentRead=True,
+                    ProjectionExpression="importId",
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ValidationException":
+                    raise
+                response = {}  # a key DynamoDB cannot even look up holds no item
             if response.get("Item", {}).get("importId", {}).get("S") != self.import_id:
                 self.counts.distinct_keys -= 1
 

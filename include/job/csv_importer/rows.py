@@ -23,6 +23,8 @@ else:
     DynamoDBClient = Any
 
 MAX_ITEM_BYTES = 400 * 1024
+MAX_PARTITION_KEY_BYTES = 2048
+MAX_SORT_KEY_BYTES = 1024
 INDEX_SLOTS = 16
 RESERVED_ATTRIBUTES = ("importId", "sourceKey", "importedAt", "importSlot")
 # DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..9E+125.
@@ -182,10 +184,15 @@ class RowConverter:
         if len(fields) != self.column_count:
             raise RowRejected(f"expected {self.column_count} fields, got {len(fields)}")
         parts = []
-        for key, position in zip(self.key_attributes, self.key_positions, strict=True):
+        for index, (key, position) in enumerate(zip(self.key_attributes, self.key_positions, strict=True)):
             value = fields[position]
             if value == "":
                 raise RowRejected(f"key {key.name!r} is empty")
+            limit = MAX_PARTITION_KEY_BYTES if index == 0 else MAX_SORT_KEY_BYTES
+            if key.type == "S" and len(value) * 4 > limit and _text_bytes(value) > limit:
+                raise RowRejected(
+                    f"key {key.name!r} is {_text_bytes(value)} bytes, over DynamoDB's {limit}-byte limit"
+                )
             if key.type == "N":
                 try:
                     value = parse_number(value)[0]
