@@ -269,9 +269,17 @@ def iter_records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]] | Recor
     """RFC 4180 records with their starting line number; blank lines are skipped.
 
     A record the parser refuses is yielded as a :class:`RecordError` (the caller rejects it) and parsing
-    continues with the next line.
+    continues with the next line. So is a record whose quoted field is still open at the end of the
+    object: the lenient parser would hand it on with every later line swallowed into that field.
     """
-    reader = csv.reader(lines, strict=False)
+    ended = False
+
+    def tracked() -> Iterator[str]:
+        nonlocal ended
+        yield from lines
+        ended = True  # the parser asked for a line after the last one
+
+    reader = csv.reader(tracked(), strict=False)
     last_line = 0
     while True:
         try:
@@ -284,5 +292,10 @@ def iter_records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]] | Recor
             continue
         start = last_line + 1
         last_line = reader.line_num
+        if ended and fields:
+            yield RecordError(
+                start, f"quoted field opened on line {start} is not closed before the end of the file"
+            )
+            return
         if fields:
             yield start, fields
