@@ -25,6 +25,8 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("job_client_cpu", "include.bench.job_client_cpu"),
     ("job_memory", "include.bench.job_memory"),
     ("job_shards", "include.bench.job_shards"),
+    ("dag_parse", "include.bench.dag_parse"),
+    ("demo_latency", "include.bench.demo_latency"),
 )
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "benchmarks.md"
 

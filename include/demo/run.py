@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -64,6 +65,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="working folder, wiped at start")
     parser.add_argument("--large-file-rows", type=int, default=8000, help="rows of the file that is sharded")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the backfill")
+    parser.add_argument(
+        "--summary-json",
+        type=Path,
+        help="also write the per-file summary (with landing-to-verified latency) here",
+    )
     return parser.parse_args(argv)
 
 
@@ -129,6 +135,8 @@ def run_demo(arguments: argparse.Namespace) -> int:
         runs = backfill_week(client, samples, arguments.timeout, started)
         outcomes = summarise(config, endpoint.url, samples)
         print("\n" + format_table(outcomes) + "\n", flush=True)
+        if arguments.summary_json is not None:
+            arguments.summary_json.write_text(json.dumps([o.as_record() for o in outcomes], indent=2) + "\n")
         failed_runs = [run["dag_run_id"] for run in runs if run["state"] != "success"]
         ok = all(outcome.as_expected for outcome in outcomes) and not failed_runs
         if failed_runs:

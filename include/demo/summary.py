@@ -41,11 +41,38 @@ class FileOutcome:
     statuses: tuple[str, ...] = ()
     verified: bool = False
     duration_seconds: float | None = None
+    landed_at: datetime | None = None
+    verified_at: datetime | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
     def as_expected(self) -> bool:
         return not self.problems
+
+    @property
+    def latency_seconds(self) -> float | None:
+        """From the object's landing (its S3 LastModified) to ``verify_file``'s marker (``verified_at``)."""
+        if self.landed_at is None or self.verified_at is None:
+            return None
+        return (self.verified_at - self.landed_at).total_seconds()
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready figures of this file (``--summary-json``)."""
+        return {
+            "key": self.sample.key,
+            "partition_date": self.sample.partition_date.isoformat(),
+            "bytes": len(self.sample.body),
+            "shards": self.shard_count,
+            "rows_read": self.rows_read,
+            "rows_imported": self.rows_imported,
+            "rows_rejected": self.rows_rejected,
+            "verified": self.verified,
+            "job_seconds": self.duration_seconds,
+            "landed_at": self.landed_at.isoformat() if self.landed_at else None,
+            "verified_at": self.verified_at.isoformat() if self.verified_at else None,
+            "latency_seconds": self.latency_seconds,
+            "as_expected": self.as_expected,
+        }
 
 
 def _parse_time(text: Any) -> datetime | None:
@@ -78,6 +105,7 @@ def read_outcome(
     landed = files.describe_landed_file(s3_client, bucket_name=bucket_name, key=sample.key)
     import_id = derive_import_id(bucket_name, sample.key, landed["etag"])
     outcome = FileOutcome(sample=sample, import_id=import_id, expected_shards=expected_shards)
+    outcome.landed_at = s3_client.head_object(Bucket=bucket_name, Key=sample.key)["LastModified"]
     manifests: list[dict[str, Any]] = []
     paginator = s3_client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket_name, Prefix=f"{manifest_prefix}{import_id}/"):
@@ -99,6 +127,8 @@ def read_outcome(
         outcome.duration_seconds = (max(ends) - min(starts)).total_seconds()
     marker = _read_json(s3_client, bucket_name, files.verified_marker_key(manifest_prefix, import_id))
     outcome.verified = marker is not None and marker.get("import_id") == import_id
+    if outcome.verified and marker is not None:
+        outcome.verified_at = _parse_time(marker.get("verified_at"))
     outcome.problems = _problems(outcome)
     return outcome
 
