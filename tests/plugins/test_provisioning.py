@@ -280,6 +280,7 @@ def test_job_role_is_least_privilege_and_execution_role_has_the_managed_policy(
         ("dynamodb:DescribeTable", table_arn),
         ("dynamodb:BatchWriteItem", table_arn),
         ("dynamodb:PutItem", table_arn),
+        ("dynamodb:GetItem", table_arn),
     }
     assert not any("*" == action.split(":")[-1] or action.endswith("*") for action, _ in granted)
 

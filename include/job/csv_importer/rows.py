@@ -63,7 +63,9 @@ def describe_key_schema(dynamodb: DynamoDBClient, table: str) -> KeySchema:
         code = error.response.get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
             raise BadInput(f"DynamoDB table {table!r} does not exist") from None
-        if code in {"AccessDeniedException", "UnrecognizedClientException"}:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in {"AccessDeniedException", "UnrecognizedClientException"} or status == 403:
+            code = "AccessDeniedException" if code == "403" else code
             raise BadInput(f"DynamoDB table {table!r}: DescribeTable denied ({code})") from None
         raise TransientFailure(f"DynamoDB table {table!r}: DescribeTable failed: {code}: {error}") from None
     types = {d["AttributeName"]: d["AttributeType"] for d in description["AttributeDefinitions"]}

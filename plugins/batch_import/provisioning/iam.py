@@ -49,7 +49,8 @@ def job_role_policy(
     """What the import job may do, and nothing more.
 
     Read the landing files, write rejected rows and manifests, list the landing prefix (so a missing
-    object is a 404, not a 403), describe the table and write items to it. The job never queries the
+    object is a 404, not a 403), describe the table, write items to it and read back an item DynamoDB refused
+    (by its key: GetItem). The job never queries the
     verification index, so the index is not in the policy.
     """
     bucket_arn = account.arn("s3", bucket_name, regional=False, in_account=False)
@@ -76,7 +77,13 @@ def job_role_policy(
         {
             "Sid": "WriteItems",
             "Effect": "Allow",
-            "Action": ["dynamodb:DescribeTable", "dynamodb:BatchWriteItem", "dynamodb:PutItem"],
+            # GetItem: the job reads back a key DynamoDB refused, so distinct_keys says what the table holds.
+            "Action": [
+                "dynamodb:DescribeTable",
+                "dynamodb:BatchWriteItem",
+                "dynamodb:PutItem",
+                "dynamodb:GetItem",
+            ],
             "Resource": account.arn("dynamodb", f"table/{table_name}"),
         },
     ]
