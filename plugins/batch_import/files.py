@@ -112,7 +112,8 @@ def s3_key_pattern(landing_prefix: str) -> str:
     """
     return (
         rf"^{re.escape(landing_prefix)}(?!/)(?!(.*/)?\.{{1,2}}(/|$))(?!.*//)"
-        r"[^\x00-\x1f\x7f]+\.[cC][sS][vV](\.[gG][zZ])?$"
+        # (?![\s\S]) ends the key in both ECMA-262 and Python, whose "$" also matches before a final "\n".
+        r"[^\x00-\x1f\x7f]+\.[cC][sS][vV](\.[gG][zZ])?(?![\s\S])"
     )
 
 
