@@ -1,0 +1,196 @@
+"""Load: a 1,000,000-row file through the whole local pipeline, every row verified, every process's peak memory.
+
+The local endpoint (``python -m include.local_aws``), provisioning and the import DAG (``airflow dags test``)
+each run in their own process; the import runs as a Batch array job whose shards are ``csv-importer`` host
+processes of the endpoint. :class:`PeakMemorySampler` records each process's peak resident set (``VmHWM``),
+printed at the end of the test. Rows are short (``id,n``) because the endpoint (moto) writes ~3-6k items/s on
+two cores; this test takes several minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from include.demo.local_endpoint import LocalEndpointProcess
+from tests.load.process_memory import PeakMemorySampler, ProcessPeak
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+REGION = "us-east-1"
+ROWS = 1_000_000
+SHARDS = 2
+LANDING_DATE = "2026-05-04"
+JOB_PEAK_GOAL_MIB = 150  # issue 2: a job importing a million short rows stays under 150 MB
+SPOT_CHECKED_ROWS = 2_000
+
+
+def million_rows_csv() -> bytes:
+    return ("id,n\n" + "".join(f"r{number:07d},{number % 1000}\n" for number in range(ROWS))).encode()
+
+
+def pipeline_settings(file_bytes: int) -> dict[str, str]:
+    """Config overrides: the file runs as a SHARDS-shard array job, numbers typed, quick polls."""
+    return {
+        "CSV_IMPORT__IMPORT__SHARD_THRESHOLD_BYTES": str(file_bytes // SHARDS),
+        "CSV_IMPORT__IMPORT__SHARD_TARGET_BYTES": str(file_bytes // SHARDS + 1),
+        "CSV_IMPORT__IMPORT__MAX_SHARDS": str(SHARDS),
+        "CSV_IMPORT__IMPORT__COLUMN_TYPES": "n:N",
+        "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "2",
+        "CSV_IMPORT__SCHEDULE__SENSOR_POKE_SECONDS": "1",
+        "CSV_IMPORT__SCHEDULE__SENSOR_GRACE_SECONDS": "10",
+    }
+
+
+def airflow_env(home: Path, endpoint_url: str, settings: dict[str, str]) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CSV_IMPORT__", "AIRFLOW", "AWS_", "_AIRFLOW"))
+    }
+    env.update(settings)
+    env.update(
+        {
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                {"conn_type": "aws", "extra": {"endpoint_url": endpoint_url, "region_name": REGION}}
+            ),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+    )
+    return env
+
+
+def airflow(env: dict[str, str], *args: str) -> str:
+    finished = subprocess.run(
+        [str(VENV_BIN / "airflow"), *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=2000,
+    )
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 0, (
+        f"airflow {' '.join(args)} exited {finished.returncode}:\n{output[-6000:]}"
+    )
+    return output
+
+
+def role_of(peak: ProcessPeak, endpoint_pid: int) -> str:
+    if peak.pid == os.getpid():
+        return "pytest (test driver: generates, lands and spot-checks the file)"
+    if peak.pid == endpoint_pid:
+        return "local endpoint (moto server + Batch runtime)"
+    if "csv-importer" in peak.command or "csv_importer" in peak.command:
+        return f"csv-importer shard {peak.shard_index or '?'}"
+    if "airflow" in peak.command:
+        words = peak.command.split()
+        return "airflow " + " ".join(words[words.index("dags") :] if "dags" in words else words[-2:])
+    return peak.command[:80]
+
+
+def memory_report(peaks: list[tuple[str, ProcessPeak]]) -> str:
+    lines = ["peak resident memory (VmHWM) of every process of the 1,000,000-row load test:"]
+    lines += [f"  {peak.peak_mib:8.0f} MiB  pid {peak.pid:>7}  {role}" for role, peak in peaks]
+    return "\n".join(lines)
+
+
+def read_json(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_a_million_rows_sharded_end_to_end_with_every_process_peak_memory(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from batch_import.config import load_config
+    from csv_importer.import_id import derive_import_id
+
+    body = million_rows_csv()
+    settings = pipeline_settings(len(body))
+    config = load_config(environ=settings)
+    key = f"{config.bucket.landing_prefix}{LANDING_DATE}/million.csv"
+    endpoint = LocalEndpointProcess(log_path=tmp_path / "local_aws.log")
+
+    with PeakMemorySampler() as sampler:
+        url = endpoint.start()
+        try:
+            env = airflow_env(tmp_path / "airflow_home", url, settings)
+            airflow(env, "db", "migrate")
+            airflow(env, "dags", "test", "provision_batch_environment")
+            clients = {"endpoint_url": url, "region_name": REGION}
+            s3 = boto3.client("s3", **clients)
+            dynamodb = boto3.client("dynamodb", **clients)
+            s3.put_object(Bucket=config.bucket.name, Key=key, Body=body)
+            etag = s3.head_object(Bucket=config.bucket.name, Key=key)["ETag"]
+            del body
+
+            imported = airflow(env, "dags", "test", "import_csv_to_dynamodb", LANDING_DATE)
+
+            import_id = derive_import_id(config.bucket.name, key, etag)
+            manifest_prefix = f"{config.bucket.manifest_prefix}{import_id}/"
+            manifests = [
+                read_json(s3, config.bucket.name, f"{manifest_prefix}shard-{index}-of-{SHARDS}.json")
+                for index in range(SHARDS)
+            ]
+            verified = read_json(s3, config.bucket.name, f"{manifest_prefix}verified.json")
+            item_count = dynamodb.describe_table(TableName=config.table.name)["Table"]["ItemCount"]
+            sample_numbers = sorted({0, ROWS - 1, *random.Random(6).sample(range(ROWS), SPOT_CHECKED_ROWS)})
+            spot_checked = {}
+            for start in range(0, len(sample_numbers), 100):
+                keys = [{"id": {"S": f"r{n:07d}"}} for n in sample_numbers[start : start + 100]]
+                request_items: dict[str, Any] = {config.table.name: {"Keys": keys}}
+                while request_items:
+                    answer = dynamodb.batch_get_item(RequestItems=request_items)
+                    for item in answer["Responses"].get(config.table.name, []):
+                        spot_checked[item["id"]["S"]] = item
+                    request_items = answer.get("UnprocessedKeys") or {}
+        finally:
+            endpoint_pid = endpoint.pid or 0
+            endpoint.stop()
+    peaks = [(role_of(peak, endpoint_pid), peak) for peak in sampler.peaks.values()]
+    peaks.sort(key=lambda pair: pair[0])
+    report = memory_report(peaks)
+    (tmp_path / "peak_memory.txt").write_text(report + "\n")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("\n" + report)
+
+    assert "Verified import" in imported, imported[-4000:]
+    assert [m["status"] for m in manifests] == ["succeeded"] * SHARDS
+    assert sum(m["rows_read"] for m in manifests) == ROWS
+    assert sum(m["rows_imported"] for m in manifests) == ROWS
+    assert sum(m["rows_rejected"] for m in manifests) == 0
+    assert all(m["rows_read"] > 0 for m in manifests), "a shard got no rows"
+    assert (verified["expected"], verified["counted"], verified["superseded"]) == (ROWS, ROWS, 0)
+    assert item_count == ROWS
+    assert len(spot_checked) == len(sample_numbers), "rows missing from the table"
+    for number in sample_numbers:
+        item = spot_checked[f"r{number:07d}"]
+        assert item["n"] == {"N": str(number % 1000)}
+        assert item["importId"] == {"S": import_id}
+        assert item["sourceKey"] == {"S": f"s3://{config.bucket.name}/{key}"}
+
+    roles = [role for role, _ in peaks]
+    shard_peaks = [peak for role, peak in peaks if role.startswith("csv-importer shard")]
+    assert sorted(peak.shard_index for peak in shard_peaks) == [str(i) for i in range(SHARDS)], report
+    assert "local endpoint (moto server + Batch runtime)" in roles, report
+    assert any(role.startswith("airflow dags test import_csv_to_dynamodb") for role in roles), report
+    assert all(peak.peak_kib > 0 for _, peak in peaks), report
+    assert max(peak.peak_mib for peak in shard_peaks) < JOB_PEAK_GOAL_MIB, report
