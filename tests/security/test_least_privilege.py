@@ -192,7 +192,7 @@ def _dynamodb_refusal(call: Any) -> tuple[int, str]:
 
 
 def test_enforcement_is_on(provisioned: dict[str, Any]) -> None:
-    stranger = {"aws_access_key_id": "AKIANOBODY0000000000", "aws_secret_access_key": "nobody"}
+    stranger = {"aws_access_key_id": "not-a-known-key", "aws_secret_access_key": "nobody"}
     status, _code = _dynamodb_refusal(lambda: _client("dynamodb", provisioned["url"], stranger).list_tables())
     assert status == 403
 
