@@ -7,6 +7,7 @@ the connection breaks (``ResponseStreamingError`` around urllib3's ``ProtocolErr
 from __future__ import annotations
 
 import gzip
+import json
 from typing import Any
 
 import pytest
@@ -136,6 +137,11 @@ def test_an_object_replaced_before_the_resume_fails_retryably_instead_of_mixing_
     items = world.table_items()
     assert "other" not in items
     assert set(items) <= {row[0] for row in ROWS}
+    (manifest_object,) = world.s3.list_objects_v2(Bucket=BUCKET, Prefix="manifests/")["Contents"]
+    manifest = json.loads(world.s3.get_object(Bucket=BUCKET, Key=manifest_object["Key"])["Body"].read())
+    assert manifest["status"] == "failed"
+    assert "the object changed while it was read" in manifest["error"]
+    assert manifest["rows_imported"] == manifest["distinct_keys"] == len(items)
 
 
 def test_a_stream_that_keeps_dropping_without_progress_gives_up_retryably(

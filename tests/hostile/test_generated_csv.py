@@ -9,6 +9,7 @@ The expected outcome of each generated row is derived from how it was generated,
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from csv_importer.cli import main
 from csv_importer.exit_codes import ExitCode
+from csv_importer.import_id import derive_import_id
 from csv_importer.importer import run_import
 from csv_importer.settings import ImportSettings
 from tests.hostile.conftest import BUCKET, HostileWorld
@@ -107,19 +109,26 @@ _SETTINGS = settings(
     rows=st.lists(_row, min_size=0, max_size=30),
     terminator=st.sampled_from(["\n", "\r\n"]),
     bom=st.booleans(),
+    shard_count=st.sampled_from([1, 1, 2, 3]),
 )
 def test_every_generated_row_is_imported_or_rejected_exactly_once(
-    hostile_world: HostileWorld, rows: list[GeneratedRow], terminator: str, bom: bool
+    hostile_world: HostileWorld, rows: list[GeneratedRow], terminator: str, bom: bool, shard_count: int
 ) -> None:
     body, line_numbers = _serialize(rows, terminator=terminator, bom=bom)
     table = hostile_world.new_table()
     key = hostile_world.land(body)
 
-    manifest = run_import(
-        ImportSettings(bucket=BUCKET, key=key, table=table, max_reject_ratio=1.0, writer_concurrency=3),
-        s3=hostile_world.s3,
-        dynamodb=hostile_world.dynamodb,
-    )
+    manifests = [
+        run_import(
+            ImportSettings(
+                bucket=BUCKET, key=key, table=table, max_reject_ratio=1.0, writer_concurrency=3,
+                shard_count=shard_count, shard_index=shard_index,
+            ),
+            s3=hostile_world.s3,
+            dynamodb=hostile_world.dynamodb,
+        )
+        for shard_index in range(shard_count)
+    ]  # fmt: skip
 
     accepted = [row for row in rows if row.accepted]
     expected_rejected_lines = sorted(
@@ -127,7 +136,8 @@ def test_every_generated_row_is_imported_or_rejected_exactly_once(
     )
     last_by_key: dict[str, GeneratedRow] = {row.fields[0]: row for row in accepted}
 
-    rejected = hostile_world.rejected(manifest.rejected_key)
+    # Every rejected row in exactly one shard's rejected rows, with its line number.
+    rejected = [entry for manifest in manifests for entry in hostile_world.rejected(manifest.rejected_key)]
     assert sorted(int(entry["line_number"]) for entry in rejected) == expected_rejected_lines
     assert all(entry["reason"] for entry in rejected)
     items = hostile_world.items(table)
@@ -139,13 +149,14 @@ def test_every_generated_row_is_imported_or_rejected_exactly_once(
                 assert name not in stored
             else:
                 assert stored[name] == {"S": value}
-    assert manifest.status == "succeeded"
-    assert manifest.rows_read == len(rows)
-    assert manifest.rows_read == manifest.rows_imported + manifest.rows_rejected
-    assert manifest.rows_imported == len(accepted)
-    assert manifest.rows_rejected == len(expected_rejected_lines)
-    assert manifest.duplicate_keys == len(accepted) - len(last_by_key)
-    assert manifest.distinct_keys == len(items)
+    for manifest in manifests:
+        assert manifest.status == "succeeded"
+        assert manifest.rows_read == manifest.rows_imported + manifest.rows_rejected
+    assert sum(m.rows_read for m in manifests) == len(rows)
+    assert sum(m.rows_imported for m in manifests) == len(accepted)
+    assert sum(m.rows_rejected for m in manifests) == len(expected_rejected_lines)
+    assert sum(m.duplicate_keys for m in manifests) == len(accepted) - len(last_by_key)
+    assert sum(m.distinct_keys for m in manifests) == len(items)
 
 
 @_SETTINGS
@@ -176,7 +187,10 @@ def test_random_bytes_either_import_truthfully_or_fail_with_exit_3_naming_the_li
         return
     # Valid UTF-8 garbage: just more rows, each imported or rejected, the counts adding up.
     assert code == ExitCode.OK, stderr[-1:]
-    manifest_body = hostile_world.s3.list_objects_v2(Bucket=BUCKET, Prefix="manifests/")
-    assert manifest_body["KeyCount"] >= 1
-    items = hostile_world.items(table)
-    assert len(items) <= len(prefix_rows) + body.count(b"\n") + 1
+    etag = hostile_world.s3.head_object(Bucket=BUCKET, Key=key)["ETag"]
+    manifest_key = f"manifests/{derive_import_id(BUCKET, key, etag)}/shard-0-of-1.json"
+    manifest = json.loads(hostile_world.s3.get_object(Bucket=BUCKET, Key=manifest_key)["Body"].read())
+    assert manifest["rows_read"] == manifest["rows_imported"] + manifest["rows_rejected"]
+    assert len(hostile_world.rejected(manifest["rejected_key"])) == manifest["rows_rejected"]
+    assert manifest["rows_read"] >= len(prefix_rows)
+    assert manifest["distinct_keys"] == len(hostile_world.items(table))

@@ -173,40 +173,43 @@ class ShardImport:
         shard_count, shard_index = settings.shard_count, settings.shard_index
         seen_keys = KeyFingerprints()
         tick, source = self.progress.tick, self.source
-        with BatchItemWriter(
-            client=self.dynamodb,
-            table=settings.table,
-            concurrency=settings.writer_concurrency,
-            on_outcome=self.on_outcome,
-        ) as writer:
-            for ordinal, record in enumerate(records):
-                tick(counts.rows_read, source.bytes_read)
-                if isinstance(record, RecordError):
-                    if ordinal % shard_count == shard_index:
-                        counts.rows_read += 1
-                        self.reject(record.line_number, record.reason, None)
-                    continue
-                line_number, fields = record
-                try:
-                    key_text, key_hash = converter.key_of(fields)
-                except RowRejected as rejection:
-                    if ordinal % shard_count == shard_index:
-                        counts.rows_read += 1
+        try:
+            with BatchItemWriter(
+                client=self.dynamodb,
+                table=settings.table,
+                concurrency=settings.writer_concurrency,
+                on_outcome=self.on_outcome,
+            ) as writer:
+                for ordinal, record in enumerate(records):
+                    tick(counts.rows_read, source.bytes_read)
+                    if isinstance(record, RecordError):
+                        if ordinal % shard_count == shard_index:
+                            counts.rows_read += 1
+                            self.reject(record.line_number, record.reason, None)
+                        continue
+                    line_number, fields = record
+                    try:
+                        key_text, key_hash = converter.key_of(fields)
+                    except RowRejected as rejection:
+                        if ordinal % shard_count == shard_index:
+                            counts.rows_read += 1
+                            self.reject(line_number, str(rejection), fields)
+                        continue
+                    if key_hash % shard_count != shard_index:
+                        continue
+                    counts.rows_read += 1
+                    try:
+                        item, size = converter.convert(fields, key_hash)
+                    except RowRejected as rejection:
                         self.reject(line_number, str(rejection), fields)
-                    continue
-                if key_hash % shard_count != shard_index:
-                    continue
-                counts.rows_read += 1
-                try:
-                    item, size = converter.convert(fields, key_hash)
-                except RowRejected as rejection:
-                    self.reject(line_number, str(rejection), fields)
-                    continue
-                if not seen_keys.add(key_hash):
-                    counts.duplicate_keys += 1
-                counts.rows_imported += 1
-                writer.put(key_text, item, size, RowOrigin(line_number, fields))
-        counts.distinct_keys = seen_keys.distinct
+                        continue
+                    if not seen_keys.add(key_hash):
+                        counts.duplicate_keys += 1
+                    counts.rows_imported += 1
+                    writer.put(key_text, item, size, RowOrigin(line_number, fields))
+        finally:
+            # Also when the import fails: the rows queued before the failure are written by then.
+            counts.distinct_keys = seen_keys.distinct
         self.uncount_refused_keys()
 
     def finish(self, failure: str | None) -> ImportManifest:
