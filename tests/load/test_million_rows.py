@@ -14,6 +14,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,21 +128,32 @@ def test_a_million_rows_sharded_end_to_end_with_every_process_peak_memory(
     config = load_config(environ=settings)
     key = f"{config.bucket.landing_prefix}{LANDING_DATE}/million.csv"
     endpoint = LocalEndpointProcess(log_path=tmp_path / "local_aws.log")
+    phases: list[tuple[str, float]] = []  # (what, seconds): reported, never asserted
+    phase_started = [time.monotonic()]
+
+    def phase_done(name: str) -> None:
+        now = time.monotonic()
+        phases.append((name, now - phase_started[0]))
+        phase_started[0] = now
 
     with PeakMemorySampler() as sampler:
         url = endpoint.start()
         try:
             env = airflow_env(tmp_path / "airflow_home", url, settings)
             airflow(env, "db", "migrate")
+            phase_done("endpoint start + airflow db migrate")
             airflow(env, "dags", "test", "provision_batch_environment")
+            phase_done("provisioning DAG")
             clients = {"endpoint_url": url, "region_name": REGION}
             s3 = boto3.client("s3", **clients)
             dynamodb = boto3.client("dynamodb", **clients)
             s3.put_object(Bucket=config.bucket.name, Key=key, Body=body)
             etag = s3.head_object(Bucket=config.bucket.name, Key=key)["ETag"]
             del body
+            phase_done("landing the file")
 
             imported = airflow(env, "dags", "test", "import_csv_to_dynamodb", LANDING_DATE)
+            phase_done("import DAG (sharded job + verification)")
 
             import_id = derive_import_id(config.bucket.name, key, etag)
             manifest_prefix = f"{config.bucket.manifest_prefix}{import_id}/"
@@ -161,12 +173,13 @@ def test_a_million_rows_sharded_end_to_end_with_every_process_peak_memory(
                     for item in answer["Responses"].get(config.table.name, []):
                         spot_checked[item["id"]["S"]] = item
                     request_items = answer.get("UnprocessedKeys") or {}
+            phase_done("reading manifests, marker and spot-checked rows")
         finally:
             endpoint_pid = endpoint.pid or 0
             endpoint.stop()
     peaks = [(role_of(peak, endpoint_pid), peak) for peak in sampler.peaks.values()]
     peaks.sort(key=lambda pair: pair[0])
-    report = memory_report(peaks)
+    report = memory_report(peaks) + "\n" + "\n".join(f"  {sec:8.1f} s    {name}" for name, sec in phases)
     (tmp_path / "peak_memory.txt").write_text(report + "\n")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
