@@ -116,6 +116,7 @@ with DAG(
             writer_concurrency=config.import_.writer_concurrency,
             max_reject_ratio=config.import_.max_reject_ratio,
             column_types=config.import_.column_types,
+            extra=config.batch.job_environment,
         ),
         job_role_name=config.iam.job_role,
         execution_role_name=config.iam.execution_role,

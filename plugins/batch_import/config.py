@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class BatchConfig:
     attempt_timeout_seconds: int
     assign_public_ip: bool
     log_group: str
+    job_environment: tuple[str, ...]
     queue_priority: int
     ready_timeout_seconds: int
 
@@ -181,6 +183,10 @@ def _coerce(section: str, key: str, value: Any, hint: Any) -> Any:
 
 
 def _validate(config: PipelineConfig) -> None:
+    for entry in config.batch.job_environment:
+        name, sep, _ = entry.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"pipeline config batch.job_environment: {entry!r} is not NAME=value")
     if config.batch.compute_type not in COMPUTE_TYPES:
         raise ConfigError(
             f"pipeline config batch.compute_type: {config.batch.compute_type!r} is not one of {COMPUTE_TYPES}"

@@ -67,3 +67,12 @@ def test_unknown_key_and_missing_file_are_named(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml", environ={})
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(environ={"CSV_IMPORT_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_job_environment_entries_must_be_name_value() -> None:
+    config = load_config(
+        environ={"CSV_IMPORT__BATCH__JOB_ENVIRONMENT": "AWS_ENDPOINT_URL=http://moto:5000,A_B=x=y"}
+    )
+    assert config.batch.job_environment == ("AWS_ENDPOINT_URL=http://moto:5000", "A_B=x=y")
+    with pytest.raises(ConfigError, match="batch.job_environment"):
+        load_config(environ={"CSV_IMPORT__BATCH__JOB_ENVIRONMENT": "no-equals-sign"})

@@ -446,13 +446,21 @@ def _number_text(value: Any) -> str:
 
 
 def static_job_environment(
-    *, bucket_name: str, table_name: str, writer_concurrency: int, max_reject_ratio: float, column_types: str
+    *,
+    bucket_name: str,
+    table_name: str,
+    writer_concurrency: int,
+    max_reject_ratio: float,
+    column_types: str,
+    extra: Sequence[str] = (),
 ) -> dict[str, str]:
     """The job's inputs that are the same for every import (docs/architecture.md, the job's contract).
 
     Per-import inputs (``key``, ``import_id``, ``shard_count``...) come as container overrides at submit time.
+    ``extra`` holds the config's ``NAME=value`` entries (``batch.job_environment``); the job's own inputs win.
     """
-    environment = {
+    environment = dict(entry.split("=", 1) for entry in extra)
+    environment |= {
         "bucket_name": bucket_name,
         "table_name": table_name,
         "writer_concurrency": str(writer_concurrency),
