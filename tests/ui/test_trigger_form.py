@@ -14,6 +14,7 @@ import pytest
 
 from batch_import import files
 from include.demo import IMPORT_DAG_ID
+from include.demo.sample_files import sample_week
 from include.demo.summary import read_outcome
 from tests.ui.conftest import RunningStack
 
@@ -176,3 +177,49 @@ def test_trigger_form_refuses_a_key_outside_the_landing_prefix(
     assert f"{dag_path}/runs/" not in browser.current_url
     runs_after = {run["dag_run_id"] for run in stack.client.dag_runs(IMPORT_DAG_ID)}
     assert runs_after == runs_before, f"a refused trigger created runs: {runs_after - runs_before}"
+
+
+def test_cli_backfill_imports_a_past_day(running_stack: RunningStack) -> None:
+    """The README's history command: `airflow backfill create` over a past day, executed by the scheduler."""
+    import os
+    import subprocess
+    from datetime import date, timedelta
+
+    stack = running_stack
+    day = date.fromisoformat(stack.landed.key.split("/")[-2]) - timedelta(days=3)
+    landing_prefix = stack.config.bucket.landing_prefix
+    sample = sample_week(first_date=day, landing_prefix=landing_prefix, large_file_rows=10, seed=11)[0]
+    stack.s3_client().put_object(Bucket=stack.config.bucket.name, Key=sample.key, Body=sample.body)
+
+    env = stack.standalone.environment()
+    command = [
+        "airflow", "backfill", "create", "--dag-id", IMPORT_DAG_ID,
+        "--from-date", day.isoformat(), "--to-date", day.isoformat(),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=os.fspath(stack.standalone.airflow_home),
+    )
+    assert result.returncode == 0, f"{' '.join(command)} failed: {result.stderr[-2000:]}"
+
+    backfills = stack.client.request("GET", "/api/v2/backfills", params={"dag_id": IMPORT_DAG_ID})[
+        "backfills"
+    ]
+    assert backfills, f"the CLI created no backfill: {result.stdout[-1000:]}"
+    backfill = max(backfills, key=lambda b: b["id"])
+    runs = stack.client.wait_for_backfill(backfill, timeout=RUN_WAIT_SECONDS)
+    assert [run["logical_date"][:10] for run in runs] == [day.isoformat()]
+    assert runs[0]["state"] == "success", f"backfill run {runs[0]['dag_run_id']} ended {runs[0]['state']}"
+
+    outcome = read_outcome(
+        stack.s3_client(),
+        sample,
+        bucket_name=stack.config.bucket.name,
+        manifest_prefix=stack.config.bucket.manifest_prefix,
+        expected_shards=1,
+    )
+    assert outcome.as_expected, f"{sample.key}: {outcome.problems}"
