@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from include.bench.context import PROJECT_ROOT, BenchContext, MotoServerProcess
+from include.bench.readme_summary import update_readme
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("job_throughput", "include.bench.job_throughput"),
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(document) + "\n", encoding="utf-8")
     log.info("wrote %s", args.output)
+    if not args.only and not args.quick and args.output == DEFAULT_OUTPUT:
+        update_readme(PROJECT_ROOT / "README.md", args.output.read_text(encoding="utf-8"))
+        log.info("updated the performance summary in README.md")
     return 0
 
 
