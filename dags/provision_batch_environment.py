@@ -27,7 +27,7 @@ from datetime import timedelta
 from airflow.sdk import DAG
 
 from batch_import.config import load_config
-from batch_import.provisioning.batch import FARGATE_TYPES, static_job_environment
+from batch_import.provisioning.batch import FARGATE_TYPES, job_environment_from_config
 from batch_import.provisioning_operators import (
     EnsureBucketOperator,
     EnsureComputeEnvironmentOperator,
@@ -110,14 +110,7 @@ with DAG(
         command=config.batch.command,
         vcpus=config.batch.vcpus,
         memory_mib=config.batch.memory_mib,
-        environment=static_job_environment(
-            bucket_name=config.bucket.name,
-            table_name=config.table.name,
-            writer_concurrency=config.import_.writer_concurrency,
-            max_reject_ratio=config.import_.max_reject_ratio,
-            column_types=config.import_.column_types,
-            extra=config.batch.job_environment,
-        ),
+        environment=job_environment_from_config(config),
         job_role_name=config.iam.job_role,
         execution_role_name=config.iam.execution_role,
         attempts=config.batch.attempts,

@@ -262,18 +262,11 @@ def test_every_variable_has_a_default() -> None:
 def test_job_containers_are_told_where_moto_is(compose: dict[str, Any]) -> None:
     """moto's container mode gives jobs only MOTO_HTTP_ENDPOINT: the job definition must carry the endpoint."""
     from batch_import.config import load_config
-    from batch_import.provisioning.batch import static_job_environment
+    from batch_import.provisioning.batch import job_environment_from_config
 
     scheduler_env = _environment(compose["services"]["airflow-scheduler"])
     config = load_config(environ={k: v for k, v in scheduler_env.items() if k.startswith("CSV_IMPORT__")})
-    job_env = static_job_environment(
-        bucket_name=config.bucket.name,
-        table_name=config.table.name,
-        writer_concurrency=config.import_.writer_concurrency,
-        max_reject_ratio=config.import_.max_reject_ratio,
-        column_types=config.import_.column_types,
-        extra=config.batch.job_environment,
-    )
+    job_env = job_environment_from_config(config)
     moto_port = _environment(compose["services"]["moto"])["MOTO_PORT"]
     assert job_env["AWS_ENDPOINT_URL"] == f"http://moto:{moto_port}"
     assert job_env["AWS_DEFAULT_REGION"] == config.aws.region

@@ -11,11 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batch_import.provisioning.outcome import ProvisioningError, ProvisionResult
 from batch_import.provisioning.polling import poll_until
 from csv_importer.exit_codes import NON_RETRYABLE
+
+if TYPE_CHECKING:
+    from batch_import.config import PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -468,3 +471,15 @@ def static_job_environment(
         "column_types": column_types,
     }
     return {key: value for key, value in environment.items() if value}
+
+
+def job_environment_from_config(config: PipelineConfig) -> dict[str, str]:
+    """:func:`static_job_environment` of the pipeline config (what the provisioning DAG registers)."""
+    return static_job_environment(
+        bucket_name=config.bucket.name,
+        table_name=config.table.name,
+        writer_concurrency=config.import_.writer_concurrency,
+        max_reject_ratio=config.import_.max_reject_ratio,
+        column_types=config.import_.column_types,
+        extra=config.batch.job_environment,
+    )
