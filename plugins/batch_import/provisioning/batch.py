@@ -9,7 +9,7 @@ differs from the latest ACTIVE revision. Nothing is disabled, deregistered or de
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -196,21 +196,29 @@ def _is_ready(resource: Mapping[str, Any], what: str) -> bool:
     return status == VALID and resource.get("state") == ENABLED
 
 
-def _wait_compute_environment_ready(batch_client: Any, name: str, wait: ReadyWait) -> dict[str, Any]:
-    what = f"Batch compute environment {name}"
+def _wait_until_ready(
+    describe: Callable[[], Mapping[str, Any] | None], what: str, wait: ReadyWait
+) -> dict[str, Any]:
+    """Poll ``describe`` until the resource is VALID and ENABLED; INVALID or a vanished resource fails."""
 
-    def describe() -> dict[str, Any]:
-        environment = _describe_compute_environment(batch_client, name)
-        if environment is None:
+    def describe_existing() -> dict[str, Any]:
+        resource = describe()
+        if resource is None:
             raise ProvisioningError(f"{what} disappeared while waiting for it to become VALID")
-        return environment
+        return dict(resource)
 
     return poll_until(
-        describe,
-        lambda environment: _is_ready(environment, what),
+        describe_existing,
+        lambda resource: _is_ready(resource, what),
         what=f"{what} to be VALID and ENABLED",
         timeout_seconds=wait.timeout_seconds,
         poll_seconds=wait.poll_seconds,
+    )
+
+
+def _wait_compute_environment_ready(batch_client: Any, name: str, wait: ReadyWait) -> dict[str, Any]:
+    return _wait_until_ready(
+        lambda: _describe_compute_environment(batch_client, name), f"Batch compute environment {name}", wait
     )
 
 
@@ -293,21 +301,7 @@ def _comparable_order(order: Sequence[Mapping[str, Any]]) -> list[tuple[int, str
 
 
 def _wait_job_queue_ready(batch_client: Any, name: str, wait: ReadyWait) -> dict[str, Any]:
-    what = f"Batch job queue {name}"
-
-    def describe() -> dict[str, Any]:
-        queue = _describe_job_queue(batch_client, name)
-        if queue is None:
-            raise ProvisioningError(f"{what} disappeared while waiting for it to become VALID")
-        return queue
-
-    return poll_until(
-        describe,
-        lambda queue: _is_ready(queue, what),
-        what=f"{what} to be VALID and ENABLED",
-        timeout_seconds=wait.timeout_seconds,
-        poll_seconds=wait.poll_seconds,
-    )
+    return _wait_until_ready(lambda: _describe_job_queue(batch_client, name), f"Batch job queue {name}", wait)
 
 
 # --- job definition -------------------------------------------------------------------------------------------
