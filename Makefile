@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv test test-fast lint format demo bench local-aws clean
+.PHONY: venv test test-fast lint format demo bench local-aws push-image clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ bench: $(STAMP)
 
 local-aws: $(STAMP)
 	$(BIN)/python -m include.local_aws
+
+# Build the job image and push it to ECR (README, "Deploying to real AWS"): make push-image TAG=v1
+push-image: $(STAMP)
+	@test -n "$(TAG)" || { echo "usage: make push-image TAG=<tag> [REPOSITORY=<name>] [REGION=<region>]" >&2; exit 2; }
+	$(BIN)/python -m include.deploy.push_image --tag "$(TAG)"$(if $(REPOSITORY), --repository "$(REPOSITORY)")$(if $(REGION), --region "$(REGION)")
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
