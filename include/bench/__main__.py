@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from include.bench.context import PROJECT_ROOT, BenchContext, MotoServerProcess
+from include.bench.context import PROJECT_ROOT, BenchContext, LocalEndpointProcess
 from include.bench.readme_summary import update_readme
 
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
         *machine_description(),
     ]
-    with tempfile.TemporaryDirectory(prefix="bench-") as scratch, MotoServerProcess() as moto:
-        context = BenchContext(quick=args.quick, scratch=Path(scratch), moto=moto)
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch, LocalEndpointProcess() as endpoint:
+        context = BenchContext(quick=args.quick, scratch=Path(scratch), endpoint=endpoint)
         for name, module_path in selected:
             module = importlib.import_module(module_path)
             log.info("section %s: %s", name, module.TITLE)

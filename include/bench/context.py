@@ -1,4 +1,4 @@
-"""What every benchmark section gets: quick mode, a scratch directory, and a moto server in its own process."""
+"""What every benchmark section gets: quick mode, a scratch directory, and the local endpoint in its own process."""
 
 from __future__ import annotations
 
@@ -25,20 +25,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class MotoServerProcess:
-    """``moto_server`` on a free loopback port in a separate process (its own GIL), stopped on exit."""
+class LocalEndpointProcess:
+    """The project's local AWS endpoint (``python -m include.local_aws``: moto's server with this project's fixes)
+    on a free loopback port in a separate process (its own GIL), stopped on exit. The same endpoint ``make demo``
+    and the tests use, so the figures are those a user of the embedded default sees.
+    """
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> MotoServerProcess:
-        server = Path(sys.executable).with_name("moto_server")
+    def __enter__(self) -> LocalEndpointProcess:
         self._process = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "include.local_aws", "--port", str(self.port), "--log-level", "WARNING"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            cwd=PROJECT_ROOT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -48,7 +51,7 @@ class MotoServerProcess:
             except OSError:
                 time.sleep(0.2)
         self.__exit__(None, None, None)
-        raise RuntimeError(f"moto_server on {self.url} did not answer within 30 s")
+        raise RuntimeError(f"the local endpoint on {self.url} did not answer within 30 s")
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -81,7 +84,7 @@ class MotoServerProcess:
 class BenchContext:
     quick: bool
     scratch: Path
-    moto: MotoServerProcess
+    endpoint: LocalEndpointProcess
     facts: dict[str, str] = field(default_factory=dict)
 
     def client(self, service: str) -> object:
@@ -89,8 +92,26 @@ class BenchContext:
 
         return boto3.client(
             service,
-            endpoint_url=self.moto.url,
+            endpoint_url=self.endpoint.url,
             region_name=REGION,
             aws_access_key_id="bench",
             aws_secret_access_key="bench",
+        )
+
+    def fresh_sample(self, bucket: str, key: str, rows: int) -> None:
+        """Clear the endpoint, then land ``rows`` rows of the sample CSV at ``s3://bucket/key``."""
+        from include.bench.sample_files import sample_csv
+
+        self.endpoint.reset()
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+        s3.put_object(Bucket=bucket, Key=key, Body=sample_csv(rows))  # type: ignore[attr-defined]
+
+    def create_table(self, name: str) -> None:
+        """An empty on-demand table keyed by the sample's ``id`` column."""
+        self.client("dynamodb").create_table(  # type: ignore[attr-defined]
+            TableName=name,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
         )

@@ -1,4 +1,4 @@
-"""Shard scaling: N csv-importer processes (one per shard) on one object, in parallel, on one moto server."""
+"""Shard scaling: N csv-importer processes (one per shard) on one object, in parallel, on one local endpoint."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from include.bench.context import BenchContext
-from include.bench.sample_files import SAMPLE_COLUMN_TYPES, sample_csv
+from include.bench.sample_files import SAMPLE_COLUMN_TYPES
 
 TITLE = "Shard scaling (array-job shards as parallel processes)"
 BUCKET = "bench-shards"
@@ -18,7 +17,7 @@ BUCKET = "bench-shards"
 
 def _run_shards(context: BenchContext, key: str, table: str, shard_count: int) -> float:
     command = [str(Path(sys.executable).with_name("csv-importer"))]
-    base = context.moto.env() | {
+    base = context.endpoint.env() | {
         "bucket_name": BUCKET,
         "key": key,
         "table_name": table,
@@ -47,26 +46,15 @@ def _run_shards(context: BenchContext, key: str, table: str, shard_count: int) -
     return elapsed
 
 
-def _create_table(dynamodb: Any, name: str) -> None:
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
 def run(context: BenchContext) -> str:
     rows = 5_000 if context.quick else 20_000
-    context.moto.reset()
-    s3, dynamodb = context.client("s3"), context.client("dynamodb")
-    s3.create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
     key = f"incoming/shards-{rows}.csv"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=sample_csv(rows))  # type: ignore[attr-defined]
+    context.fresh_sample(BUCKET, key, rows)
+    dynamodb = context.client("dynamodb")
     lines = [
         (
             f"A {rows:,}-row object split by key hash into N shards, each shard a `csv-importer` process (as a Batch "
-            f"array child) streaming the whole object and writing its rows; all on one `moto_server` process. "
+            f"array child) streaming the whole object and writing its rows; all on one local endpoint process. "
             f"This machine has {os.cpu_count()} CPU cores shared by the server and the shards, so the figures show "
             "the local ceiling, not AWS's (where each shard has its own vCPUs and DynamoDB scales out)."
         ),
@@ -77,7 +65,7 @@ def run(context: BenchContext) -> str:
     baseline = 0.0
     for shard_count in (1, 2, 4):
         table = f"bench-shards-{shard_count}"
-        _create_table(dynamodb, table)
+        context.create_table(table)
         elapsed = _run_shards(context, key, table, shard_count)
         baseline = baseline or elapsed
         count = dynamodb.describe_table(TableName=table)["Table"]["ItemCount"]  # type: ignore[attr-defined]

@@ -14,19 +14,10 @@ from typing import Any
 import boto3
 
 from include.bench.context import PROJECT_ROOT, BenchContext
-from include.bench.sample_files import SAMPLE_COLUMN_TYPES, sample_csv
+from include.bench.sample_files import SAMPLE_COLUMN_TYPES
 
 TITLE = "Import throughput on the local moto endpoint"
 BUCKET = "bench-throughput"
-
-
-def _create_table(dynamodb: Any, name: str) -> None:
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 def _resource() -> Any:
@@ -66,7 +57,7 @@ def _python_contender(name: str) -> list[str]:
 
 
 def _run_process(context: BenchContext, command: list[str], key: str, table_name: str) -> None:
-    env = context.moto.env() | {
+    env = context.endpoint.env() | {
         "bucket_name": BUCKET,
         "key": key,
         "table_name": table_name,
@@ -87,15 +78,13 @@ CONTENDERS = (
 
 def run(context: BenchContext) -> str:
     rows = 5_000 if context.quick else 20_000
-    context.moto.reset()
-    s3, dynamodb = context.client("s3"), context.client("dynamodb")
-    s3.create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
     key = f"incoming/bench-{rows}.csv"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=sample_csv(rows))  # type: ignore[attr-defined]
+    context.fresh_sample(BUCKET, key, rows)
+    dynamodb = context.client("dynamodb")
     results: list[tuple[str, float, int]] = []
     for number, (name, contender) in enumerate(CONTENDERS):
         table = f"bench-throughput-{number}"
-        _create_table(dynamodb, table)
+        context.create_table(table)
         started = time.perf_counter()
         _run_process(context, contender, key, table)
         elapsed = time.perf_counter() - started
@@ -105,7 +94,8 @@ def run(context: BenchContext) -> str:
     lines = [
         (
             f"A {rows:,}-row CSV (~100 bytes a row, columns typed `{SAMPLE_COLUMN_TYPES}` for csv-importer) imported "
-            "into a fresh table on the same `moto_server` process, one contender after the other. Wall time "
+            "into a fresh table on the same local endpoint process (`python -m include.local_aws`: moto's server "
+            "with this project's fixes, as `make demo` runs it), one contender after the other. Wall time "
             "includes reading the object and, for every contender alike, its process start-up (each runs as its "
             "own process, as a Batch job does)."
         ),
