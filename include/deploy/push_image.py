@@ -203,7 +203,7 @@ def push_image(ecr: Any, *, repository_name: str, tag: str) -> str:
     logged_in = _run(login, input=password, capture_output=True)
     if logged_in.returncode != 0:
         raise DeployError(
-            f"`{shlex.join(login[1:])}` failed (exit status {logged_in.returncode}): "
+            f"`docker {shlex.join(login[1:])}` failed (exit status {logged_in.returncode}): "
             f"{_reason(logged_in, secret=password)}"
         )
     log.info("Logged in to %s", repository.registry)
@@ -222,7 +222,8 @@ def push_image(ecr: Any, *, repository_name: str, tag: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="push-image: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="push-image: %(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)  # this script's steps; botocore's own chatter stays at WARNING
     try:
         config = load_config()
         region = args.region or config.aws.region
