@@ -1,4 +1,5 @@
-"""The README stays true to the project: two quick-start commands, every config key, real targets and links."""
+"""The README stays true to the project: two quick-start commands, every config key, real targets and links,
+and every command of its ```bash blocks run by a named test (or a documented exception)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,29 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+
+# Each command of the README's ```bash blocks (matched by prefix) -> the files that run it, each with the text
+# in that file that runs it. A command added to a bash block fails test_every_readme_command_is_run until it
+# gets an entry here whose files really contain that text.
+RUN_BY: dict[str, list[tuple[str, str]]] = {
+    "make demo": [
+        ("Makefile", "demo: $(STAMP)\n\t$(BIN)/python -m include.demo\n"),
+        ("tests/demo/test_make_demo.py", '[sys.executable, "-m", "include.demo"'),
+    ],
+    "make test": [(".ci/run", "\nmake test\n")],  # CI's entry point runs exactly this
+    "make push-image": [
+        ("Makefile", "push-image: $(STAMP)"),
+        ("tests/deploy/test_push_image.py", '["make", "push-image", "TAG=v1"]'),
+    ],
+    "sudo apt-get install chromium chromium-driver": [
+        (".ci/run", "apt-get install -y -qq chromium chromium-driver"),
+    ],
+}
+# Commands no test runs here, with the file that checks them instead and the text showing how.
+NOT_RUN: dict[str, tuple[str, str]] = {
+    # no Docker engine here: the compose file is parsed and checked, the stack is not started
+    "docker compose up --build": ("tests/compose/test_docker_compose.py", "yaml.safe_load"),
+}
 
 
 def _section(title: str) -> str:
@@ -70,3 +94,48 @@ def test_performance_summary_is_derived_from_the_benchmark_report() -> None:
     assert readme_block(README) == summary_from_benchmarks(report), (
         "README's performance summary differs from docs/benchmarks.md: run `make bench` (it rewrites both)"
     )
+
+
+def _bash_commands(readme: str) -> list[str]:
+    """Every command line of the ```bash blocks, without trailing comments."""
+    commands = []
+    for block in re.findall(r"(?ms)^[ \t]*```bash\n(.*?)^[ \t]*```", readme):
+        for line in block.splitlines():
+            command = re.sub(r"\s+#.*$", "", line).strip()
+            if command and not command.startswith("#"):
+                commands.append(command)
+    return commands
+
+
+def _entry_for(command: str) -> str | None:
+    matches = [p for p in (*RUN_BY, *NOT_RUN) if command == p or command.startswith(p + " ")]
+    return max(matches, key=len) if matches else None
+
+
+def _unaccounted(readme: str) -> list[str]:
+    return [command for command in _bash_commands(readme) if _entry_for(command) is None]
+
+
+def test_every_readme_command_is_run_by_a_test_or_a_documented_exception() -> None:
+    commands = _bash_commands(README)
+    assert "make push-image TAG=v1" in commands, commands
+    assert _unaccounted(README) == [], "README commands no test runs: add a test and an entry in RUN_BY"
+    missing = [
+        f"{path} lacks {text!r} (for `{prefix}`)"
+        for prefix, evidence in RUN_BY.items()
+        for path, text in evidence
+        if text not in (PROJECT_ROOT / path).read_text(encoding="utf-8")
+    ]
+    missing += [
+        f"{path} lacks {text!r} (for `{prefix}`)"
+        for prefix, (path, text) in NOT_RUN.items()
+        if text not in (PROJECT_ROOT / path).read_text(encoding="utf-8")
+    ]
+    assert missing == []
+    used = {_entry_for(command) for command in commands}
+    assert set(RUN_BY) | set(NOT_RUN) <= used, "entries for commands the README no longer has"
+
+
+def test_a_new_readme_command_without_a_test_is_caught() -> None:
+    added = README + "\n```bash\naws s3 ls   # list buckets\nmake demos\n```\n"
+    assert _unaccounted(added) == ["aws s3 ls", "make demos"]
