@@ -14,9 +14,8 @@ import boto3
 import pytest
 
 from batch_import.provisioning.batch import retry_strategy
-from batch_import.provisioning.dynamodb import ensure_table
 from csv_importer.exit_codes import ExitCode
-from tests.faults.conftest import INDEX, KEY_SCHEMA, csv_bytes
+from tests.faults.conftest import world_on_endpoint
 from tests.local_aws.batch_jobs import create_queue, register_python_job, unique, wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -34,24 +33,11 @@ sys.exit(main([]))
 
 
 def test_a_failed_first_attempt_is_retried_by_batch_and_the_import_completes(local_aws: Any) -> None:
-    from batch_import.verification import verify_import
-    from csv_importer.import_id import derive_import_id
-
-    s3 = boto3.client("s3", endpoint_url=local_aws.url)
-    dynamodb = boto3.client("dynamodb", endpoint_url=local_aws.url)
+    world = world_on_endpoint(local_aws.url, BUCKET, TABLE)
     batch = boto3.client("batch", endpoint_url=local_aws.url)
-    s3.create_bucket(Bucket=BUCKET)
-    ensure_table(
-        dynamodb,
-        table_name=TABLE,
-        key_schema=[("id", "HASH", "S")],
-        verification_index=INDEX,
-        poll_seconds=0.1,
-    )
     rows = [[f"r{n:05d}", str(n)] for n in range(3_000)]
     key = "incoming/2026-02-10/retried.csv"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=csv_bytes([["id", "amount"], *rows]))
-    import_id = derive_import_id(BUCKET, key, s3.head_object(Bucket=BUCKET, Key=key)["ETag"])
+    import_id = world.land_rows(key, rows)
     _, queue = create_queue(local_aws)
     definition = register_python_job(local_aws, FAIL_FIRST_ATTEMPT, retryStrategy=retry_strategy(2))
 
@@ -73,16 +59,8 @@ def test_a_failed_first_attempt_is_retried_by_batch_and_the_import_completes(loc
     assert job["status"] == "SUCCEEDED", job.get("statusReason")
     exit_codes = [attempt["container"].get("exitCode") for attempt in job["attempts"]]
     assert exit_codes == [ExitCode.TRANSIENT, ExitCode.OK]
-    items = {
-        item["id"]["S"]: item["amount"]["S"]
-        for page in dynamodb.get_paginator("scan").paginate(TableName=TABLE)
-        for item in page["Items"]
-    }
+    items = {item_key: item["amount"]["S"] for item_key, item in world.table_items().items()}
     assert items == {row[0]: row[1] for row in rows}
-    result, totals = verify_import(
-        s3_client=s3, dynamodb_client=dynamodb, bucket_name=BUCKET, manifest_prefix="manifests/",
-        rejected_prefix="rejected/", s3_key=key, import_id=import_id, shard_count=1, table_name=TABLE,
-        index_name=INDEX, key_schema=KEY_SCHEMA,
-    )  # fmt: skip
+    result, totals = world.verify_with_totals(key, import_id)
     assert result.verified
     assert (totals.rows_read, totals.rows_imported, totals.distinct_keys, result.counted) == (len(rows),) * 4

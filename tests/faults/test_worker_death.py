@@ -22,10 +22,7 @@ import pytest
 
 from batch_import.files import job_name_for
 from batch_import.provisioning.batch import retry_strategy
-from batch_import.provisioning.dynamodb import ensure_table
-from batch_import.verification import verify_import
-from csv_importer.import_id import derive_import_id
-from tests.faults.conftest import INDEX, KEY_SCHEMA, csv_bytes
+from tests.faults.conftest import world_on_endpoint
 from tests.local_aws.batch_jobs import create_queue, register_python_job
 
 pytestmark = pytest.mark.slow
@@ -68,21 +65,11 @@ def jobs_named(batch: Any, queue: str, name: str) -> list[dict[str, Any]]:
 
 
 def test_a_retried_submit_task_reattaches_after_the_worker_was_killed(local_aws: Any) -> None:
-    s3 = boto3.client("s3", endpoint_url=local_aws.url)
-    dynamodb = boto3.client("dynamodb", endpoint_url=local_aws.url)
+    world = world_on_endpoint(local_aws.url, BUCKET, TABLE)
     batch = boto3.client("batch", endpoint_url=local_aws.url)
-    s3.create_bucket(Bucket=BUCKET)
-    ensure_table(
-        dynamodb,
-        table_name=TABLE,
-        key_schema=[("id", "HASH", "S")],
-        verification_index=INDEX,
-        poll_seconds=0.1,
-    )
     rows = [[f"w{n:05d}", str(n)] for n in range(2_000)]
     key = "incoming/2026-02-11/worker-death.csv"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=csv_bytes([["id", "amount"], *rows]))
-    import_id = derive_import_id(BUCKET, key, s3.head_object(Bucket=BUCKET, Key=key)["ETag"])
+    import_id = world.land_rows(key, rows)
     _, queue = create_queue(local_aws)
     definition = register_python_job(local_aws, SLOW_IMPORT, retryStrategy=retry_strategy(2))
     job_name = job_name_for(dag_id=DAG_ID, run_id=RUN_ID, import_id=import_id, s3_key=key)
@@ -123,16 +110,8 @@ def test_a_retried_submit_task_reattaches_after_the_worker_was_killed(local_aws:
     assert f"JOB {first['jobId']}" in stdout
     assert [job["jobId"] for job in jobs_named(batch, queue, job_name)] == [first["jobId"]]
     assert batch.describe_jobs(jobs=[first["jobId"]])["jobs"][0]["status"] == "SUCCEEDED"
-    items = {
-        item["id"]["S"]: item["amount"]["S"]
-        for page in dynamodb.get_paginator("scan").paginate(TableName=TABLE)
-        for item in page["Items"]
-    }
+    items = {item_key: item["amount"]["S"] for item_key, item in world.table_items().items()}
     assert items == {row[0]: row[1] for row in rows}
-    result, _ = verify_import(
-        s3_client=s3, dynamodb_client=dynamodb, bucket_name=BUCKET, manifest_prefix="manifests/",
-        rejected_prefix="rejected/", s3_key=key, import_id=import_id, shard_count=1, table_name=TABLE,
-        index_name=INDEX, key_schema=KEY_SCHEMA,
-    )  # fmt: skip
+    result = world.verify(key, import_id)
     assert result.verified
     assert result.counted == len(rows)
