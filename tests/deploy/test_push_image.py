@@ -234,19 +234,24 @@ def test_the_real_docker_client_without_a_daemon_gets_a_clear_message(deploy_env
     assert ecr.describe_repositories()["repositories"] == []
 
 
-def test_make_push_image_runs_the_same(docker: RecordingDocker, ecr: Any) -> None:
-    run = subprocess.run(
-        ["make", "push-image", "TAG=v1"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+def run_make(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """``make`` as a user's shell runs it: without the variables of the ``make test`` this suite may run under
+    (with them, the inner make prints "Entering/Leaving directory" lines)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
+    return subprocess.run(
+        ["make", *arguments], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def test_make_push_image_runs_the_same(docker: RecordingDocker, ecr: Any) -> None:
+    run = run_make("push-image", "TAG=v1")
 
     (repository,) = ecr.describe_repositories()["repositories"]
     assert_pushed(run, docker, repository["repositoryUri"], "v1")
 
 
 def test_make_push_image_without_a_tag_says_how_to_call_it() -> None:
-    run = subprocess.run(
-        ["make", "push-image"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
-    )
+    run = run_make("push-image")
 
     assert run.returncode != 0
     assert "usage: make push-image TAG=<tag>" in run.stderr
