@@ -86,3 +86,6 @@ def test_nasty_file_has_its_expected_outcome(local_aws: Any, name: str) -> None:
     rejected = list(csv.DictReader(io.StringIO(rejected_body)))
     assert [int(row["line_number"]) for row in rejected] == expected["rejected_lines"]
     assert all(row["reason"] for row in rejected)
+    assert all(row["raw_row"] for row in rejected), "a rejected row lost its content"
+    if "rejected_raw" in expected:
+        assert [row["raw_row"] for row in rejected] == expected["rejected_raw"]

@@ -185,7 +185,7 @@ class ShardImport:
                     if isinstance(record, RecordError):
                         if ordinal % shard_count == shard_index:
                             counts.rows_read += 1
-                            self.reject(record.line_number, record.reason, None)
+                            self.reject(record.line_number, record.reason, record.fields)
                         continue
                     line_number, fields = record
                     try:

@@ -257,12 +257,14 @@ def iter_lines(source: ObjectSource, *, gzip: bool = False) -> Iterator[str]:
 
 
 class RecordError(Exception):
-    """A record the csv module could not parse (e.g. a field over the size limit)."""
+    """A record the csv module could not parse (e.g. a field over the size limit), with the fields it did read
+    when there are any (a quote never closed: the record up to the end of the object), for the rejected rows."""
 
-    def __init__(self, line_number: int, reason: str) -> None:
+    def __init__(self, line_number: int, reason: str, fields: list[str] | None = None) -> None:
         super().__init__(reason)
         self.line_number = line_number
         self.reason = reason
+        self.fields = fields
 
 
 def iter_records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]] | RecordError]:
@@ -294,7 +296,9 @@ def iter_records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]] | Recor
         last_line = reader.line_num
         if ended and fields:
             yield RecordError(
-                start, f"quoted field opened on line {start} is not closed before the end of the file"
+                start,
+                f"quoted field opened on line {start} is not closed before the end of the file",
+                fields,
             )
             return
         if fields:
