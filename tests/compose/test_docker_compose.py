@@ -1,12 +1,17 @@
 """docker-compose.yaml, validated by parsing (no Docker engine here).
 
 The file is read with PyYAML (anchors and ``<<`` merges resolved), then ``${VAR:-default}`` is interpolated the
-way Docker Compose does it, with an empty environment (the defaults a user gets) or with overrides.
+way Docker Compose does it, with an empty environment (the defaults a user gets) or with overrides. Docker
+Compose itself (``docker compose config`` or Debian's ``docker-compose``, no engine needed) must accept the file
+and resolve it to the same services and environment.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -273,3 +278,60 @@ def test_job_containers_are_told_where_moto_is(compose: dict[str, Any]) -> None:
     assert job_env["AWS_ACCESS_KEY_ID"]
     assert job_env["AWS_SECRET_ACCESS_KEY"]
     assert job_env["bucket_name"] == config.bucket.name
+
+
+def _compose_cli() -> list[str] | None:
+    """Docker Compose itself, which validates a file without an engine: the ``docker compose`` plugin, else the
+    ``docker-compose`` command (Debian's package: ``apt-get install docker-compose``)."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
+def _clean_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment without any variable the compose file reads, plus ``overrides``."""
+    read = {
+        match.group("braced") or match.group("plain")
+        for match in _VARIABLE.finditer(COMPOSE_FILE.read_text())
+    }
+    names = {re.split(r"[:?+-]", name or "", maxsplit=1)[0] for name in read}
+    return {k: v for k, v in os.environ.items() if k not in names and not k.startswith("COMPOSE_")} | dict(
+        overrides
+    )
+
+
+@pytest.mark.parametrize("overrides", [{}, {"AWS_REGION": "eu-west-1", "AIRFLOW_PORT": "18080"}])
+def test_docker_compose_accepts_the_file_and_resolves_it_as_this_parser_does(
+    overrides: dict[str, str],
+) -> None:
+    """Compose's own validation (schema, interpolation) needs no engine; its resolved model must match ours."""
+    cli = _compose_cli()
+    if cli is None:
+        reason = "neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    run = subprocess.run(
+        [*cli, "--file", str(COMPOSE_FILE), "--project-directory", str(PROJECT_ROOT), "config"],
+        env=_clean_environment(overrides),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert run.returncode == 0, run.stderr
+    resolved = yaml.safe_load(run.stdout)
+    ours = load_compose(overrides)
+    assert set(resolved["services"]) == set(ours["services"])
+    for name, service in ours["services"].items():
+        # `config` prints a literal $ as $$ again (so its output can be read back as a compose file)
+        resolved_environment = {
+            key: value.replace("$$", "$") for key, value in _environment(resolved["services"][name]).items()
+        }
+        assert resolved_environment == _environment(service), name
+        assert bool(resolved["services"][name].get("healthcheck")) == bool(service.get("healthcheck")), name
+    ports = resolved["services"]["airflow-apiserver"]["ports"]
+    published = {str(port["published"]) if isinstance(port, dict) else port.split(":")[0] for port in ports}
+    assert published == {overrides.get("AIRFLOW_PORT", "8080")}

@@ -21,16 +21,17 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     "make test": [(".ci/run", "\nmake test\n")],  # CI's entry point runs exactly this
     "make push-image": [
         ("Makefile", "push-image: $(STAMP)"),
-        ("tests/deploy/test_push_image.py", '["make", "push-image", "TAG=v1"]'),
+        ("tests/deploy/test_push_image.py", 'run_make("push-image", "TAG=v1")'),
     ],
-    "sudo apt-get install chromium chromium-driver": [
-        (".ci/run", "apt-get install -y -qq chromium chromium-driver"),
+    "sudo apt-get install chromium chromium-driver docker-compose": [
+        (".ci/run", "apt-get install -y -qq chromium chromium-driver docker-compose"),
     ],
 }
 # Commands no test runs here, with the file that checks them instead and the text showing how.
 NOT_RUN: dict[str, tuple[str, str]] = {
-    # no Docker engine here: the compose file is parsed and checked, the stack is not started
-    "docker compose up --build": ("tests/compose/test_docker_compose.py", "yaml.safe_load"),
+    # no Docker engine here: the compose file is parsed and checked (also by Compose's own `config`), the stack
+    # is not started
+    "docker compose up --build": ("tests/compose/test_docker_compose.py", '"config"'),
 }
 
 
