@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PORT   ?= 5000
+# Optional extra arguments: make test-fast PYTEST_ARGS="tests/job", make bench BENCH_ARGS="--quick"
+PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -28,16 +32,16 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m include.demo
 
 bench: $(STAMP)
-	$(BIN)/python -m include.bench
+	$(BIN)/python -m include.bench $(BENCH_ARGS)
 
 local-aws: $(STAMP)
-	$(BIN)/python -m include.local_aws
+	$(BIN)/python -m include.local_aws --port $(PORT)
 
 # Build the job image and push it to ECR (README, "Deploying to real AWS"): make push-image TAG=v1
 push-image: $(STAMP)
