@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ReadTimeoutError, ResponseStreamingError
-from urllib3.exceptions import ProtocolError
+from urllib3.exceptions import ProtocolError, SSLError
 
 from csv_importer.exit_codes import TransientFailure
 from csv_importer.importer import run_import
@@ -102,6 +102,24 @@ def test_a_dropped_stream_resumes_at_its_offset_and_imports_every_row_once(world
     )  # fmt: skip
     result = world.verify("incoming/drop.csv", import_id)
     assert (result.expected, result.counted) == (len(ROWS), len(ROWS))
+
+
+def test_a_tls_record_broken_mid_stream_resumes_too(world: FaultWorld) -> None:
+    # botocore's StreamingBody wraps urllib3's ProtocolError and ReadTimeoutError but lets its SSLError through.
+    world.land("incoming/tls.csv", BODY)
+    drop = SSLError("[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] decryption failed or bad record mac")
+    s3 = DroppingS3(world.s3, [(len(BODY) // 2, drop)])
+    _, dynamodb = world.job_clients()
+    manifest = run_import(
+        ImportSettings(bucket=BUCKET, key="incoming/tls.csv", table=TABLE), s3=s3, dynamodb=dynamodb
+    )
+    assert [call.get("Range") for call in s3.get_calls] == [None, f"bytes={len(BODY) // 2}-"]
+    assert (manifest.status, manifest.rows_read, manifest.rows_imported) == (
+        "succeeded",
+        len(ROWS),
+        len(ROWS),
+    )
+    assert sorted(world.table_items()) == [row[0] for row in ROWS]
 
 
 def test_a_dropped_gzip_stream_resumes_in_its_compressed_bytes(world: FaultWorld) -> None:

@@ -117,7 +117,7 @@ def test_last_row_wins_with_many_requests_in_flight():
     assert client.overlaps == 0, "a key was sent while an earlier request holding it was in flight"
 
 
-def test_unprocessed_items_are_retried_with_backoff_and_jitter():
+def test_unprocessed_items_are_retried_until_every_item_is_stored():
     client = RecordingClient(unprocessed_first=30)
     sleeps: list[float] = []
     with writer_for(client, concurrency=1, sleeps=sleeps, backoff_base=0.1, backoff_cap=1.0) as writer:
@@ -126,11 +126,83 @@ def test_unprocessed_items_are_retried_with_backoff_and_jitter():
     assert len(client.stored) == 50
     assert len(sleeps) >= 2
     assert all(0.0 <= s <= 1.0 for s in sleeps)
-    bounds = [min(1.0, 0.1 * 2**attempt) for attempt in range(10)]
-    rng = random.Random(3)
-    assert all(
-        backoff_seconds(a, base=0.1, cap=1.0, rng=rng) <= bounds[a] for a in range(10) for _ in range(20)
+
+
+class HighestDraw(random.Random):
+    """A random source that always draws the top of the range asked for, and records the ranges."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.ranges: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.ranges.append((a, b))
+        return b
+
+
+def test_backoff_bound_doubles_from_base_up_to_the_cap():
+    base, cap = 0.05, 1.0
+    rng = HighestDraw()
+    delays = [backoff_seconds(attempt, base=base, cap=cap, rng=rng) for attempt in range(8)]
+    expected = [min(cap, base * 2**attempt) for attempt in range(8)]
+    assert delays == expected
+    assert rng.ranges == [(0.0, bound) for bound in expected]
+    assert expected.index(cap) > 2  # the bound doubled several times, then stayed at the cap
+
+
+def test_backoff_jitter_spreads_over_the_whole_bound():
+    base, cap, attempt = 0.05, 5.0, 3
+    bound = base * 2**attempt
+    rng = random.Random(20260101)
+    draws = [backoff_seconds(attempt, base=base, cap=cap, rng=rng) for _ in range(2000)]
+    assert all(0.0 <= d <= bound for d in draws)
+    quarters = [sum(1 for d in draws if q * bound / 4 <= d < (q + 1) * bound / 4) for q in range(4)]
+    # Full jitter: uniform over [0, bound], so every quarter of the range holds about a quarter of the draws.
+    assert min(quarters) > len(draws) / 5
+    assert min(draws) < bound / 20
+    assert max(draws) > bound * 19 / 20
+
+
+def test_the_writer_sleeps_a_growing_backoff_before_each_resend_of_unprocessed_items():
+    events: list[tuple[str, Any]] = []
+
+    class PartlyUnprocessed:
+        """Leaves all but the first item of a request unprocessed, three times in a row."""
+
+        def __init__(self) -> None:
+            self.refusals_left = 3
+
+        def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803
+            requests = RequestItems[TABLE]
+            events.append(("send", [r["PutRequest"]["Item"]["id"]["S"] for r in requests]))
+            if self.refusals_left:
+                self.refusals_left -= 1
+                return {"UnprocessedItems": {TABLE: requests[1:]}}
+            return {"UnprocessedItems": {}}
+
+    base, cap = 0.05, 5.0
+    writer = BatchItemWriter(
+        client=PartlyUnprocessed(),
+        table=TABLE,
+        concurrency=1,
+        on_outcome=lambda _outcome: None,
+        backoff_base=base,
+        backoff_cap=cap,
+        sleep=lambda seconds: events.append(("sleep", seconds)),
+        rng=HighestDraw(),
     )
+    with writer:
+        for i in range(5):
+            writer.put(f"k{i}", make_item(f"k{i}", "v"), 20, RowOrigin(i, []))
+    assert events == [
+        ("send", ["k0", "k1", "k2", "k3", "k4"]),
+        ("sleep", base),
+        ("send", ["k1", "k2", "k3", "k4"]),
+        ("sleep", base * 2),
+        ("send", ["k2", "k3", "k4"]),
+        ("sleep", base * 4),
+        ("send", ["k3", "k4"]),
+    ]
 
 
 def test_items_still_unprocessed_after_the_retries_are_a_transient_failure():

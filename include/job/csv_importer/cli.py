@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import boto3
@@ -25,14 +25,16 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from csv_importer.exit_codes import ExitCode, JobFailure, is_retryable
+from csv_importer.exit_codes import ExitCode, JobFailure, UsageProblem, is_retryable
 from csv_importer.importer import run_import
 from csv_importer.settings import ImportSettings, load_settings
 from csv_importer.writer import THROTTLING_CODES
 
 log = logging.getLogger("csv_importer")
 
-DEFAULT_MAX_ATTEMPTS = 10  # botocore retry mode "standard" (AWS_RETRY_MODE / AWS_MAX_ATTEMPTS override)
+DEFAULT_MAX_ATTEMPTS = 10  # botocore's total attempts per call (AWS_MAX_ATTEMPTS overrides)
+# AWS_RETRY_MODE may pick either; "legacy" (or anything else) is ignored with a warning.
+RETRY_MODES = ("standard", "adaptive")
 _TRANSIENT_BOTOCORE = (
     EndpointConnectionError,
     ConnectionClosedError,
@@ -42,18 +44,41 @@ _TRANSIENT_BOTOCORE = (
 )
 
 
+def retry_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """botocore's ``retries`` for both clients: mode ``standard`` (or ``adaptive`` when ``AWS_RETRY_MODE`` says
+    so), :data:`DEFAULT_MAX_ATTEMPTS` attempts unless ``AWS_MAX_ATTEMPTS`` says otherwise.
+
+    Both are always passed explicitly, so neither a ``legacy`` mode nor the AWS config file's retry settings
+    take effect. :raises UsageProblem: ``AWS_MAX_ATTEMPTS`` is not a positive integer.
+    """
+    requested = environ.get("AWS_RETRY_MODE", "").strip()
+    mode = requested.lower() if requested.lower() in RETRY_MODES else "standard"
+    if requested and requested.lower() != mode:
+        log.warning(
+            "AWS_RETRY_MODE=%s ignored: the job retries throttling in botocore's standard or adaptive mode; "
+            "using %s",
+            requested,
+            mode,
+        )
+    attempts_text = environ.get("AWS_MAX_ATTEMPTS", "").strip() or str(DEFAULT_MAX_ATTEMPTS)
+    try:
+        attempts = int(attempts_text)
+    except ValueError:
+        attempts = 0
+    if attempts < 1:
+        raise UsageProblem(f"AWS_MAX_ATTEMPTS must be a positive integer, got {attempts_text!r}")
+    return {"mode": mode, "total_max_attempts": attempts}
+
+
 def make_clients(settings: ImportSettings) -> tuple[Any, Any]:
     """One S3 and one DynamoDB client for the whole process (the writer threads share the DynamoDB one).
 
     Endpoints, region and credentials come from the environment as boto3 reads them
     (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_DYNAMODB``, ...). Throttling and
-    network errors are retried by botocore's ``standard`` mode, 10 attempts, unless ``AWS_RETRY_MODE`` or
-    ``AWS_MAX_ATTEMPTS`` say otherwise.
+    network errors are retried by botocore as :func:`retry_config` says (standard mode, 10 attempts).
     """
     session = boto3.session.Session()
-    retries: Any = {"mode": os.environ.get("AWS_RETRY_MODE", "standard")}
-    if "AWS_MAX_ATTEMPTS" not in os.environ:
-        retries["total_max_attempts"] = DEFAULT_MAX_ATTEMPTS
+    retries: Any = retry_config(os.environ)
     s3 = session.client("s3", config=Config(retries=retries, connect_timeout=10, read_timeout=60))
     dynamodb = session.client(
         "dynamodb",

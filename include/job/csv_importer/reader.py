@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from botocore.compat import exceptions as http_exceptions
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -23,7 +24,6 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
-from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
 from csv_importer.exit_codes import BadInput, TransientFailure
 
@@ -41,13 +41,17 @@ csv.field_size_limit(4 * 1024 * 1024)
 
 _MISSING_OBJECT_CODES = {"NoSuchKey", "404", "NotFound"}
 _CHANGED_OBJECT_CODES = {"PreconditionFailed", "412"}
-# What a body read raises when the connection drops or stalls mid-object.
+# What a body read raises when the connection drops or stalls mid-object. botocore's StreamingBody wraps
+# urllib3's ProtocolError (ResponseStreamingError) and ReadTimeoutError, and checks the length
+# (IncompleteReadError); the rest of urllib3's errors pass through unwrapped, notably its SSLError (a TLS record
+# broken mid-stream, "bad record mac"). botocore re-exports urllib3's exceptions module as botocore.compat's
+# ``exceptions``; taking HTTPError, their base, from there keeps the job's imports to boto3/botocore.
 STREAM_DROPS = (
     ResponseStreamingError,
     ReadTimeoutError,
     ConnectionClosedError,
     IncompleteReadError,
-    URLLib3HTTPError,
+    http_exceptions.HTTPError,
 )
 MAX_RESUMES_WITHOUT_PROGRESS = 5
 RESUME_BACKOFF_SECONDS = 0.5

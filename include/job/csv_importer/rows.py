@@ -7,9 +7,10 @@ writer hands them to BatchWriteItem without the boto3 resource layer's serialisa
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -30,7 +31,15 @@ RESERVED_ATTRIBUTES = ("importId", "sourceKey", "importedAt", "importSlot")
 # DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..9E+125.
 MAX_NUMBER_DIGITS = 38
 MIN_NUMBER_EXPONENT, MAX_NUMBER_EXPONENT = -130, 125
-_NUMBER_CONTEXT = Context(prec=200, Emin=-999999, Emax=999999)
+# Their syntax, ASCII only: optional sign, digits with an optional fraction, optional exponent. Decimal alone
+# would also take "1_000", non-ASCII digits ("١٢"), NaN and Infinity.
+_NUMBER_SYNTAX = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NUMBER_PADDING = " \t"  # spaces and tabs around a number are trimmed (as after "a, b" separators); no other
+_NOT_FINITE_WORDS = frozenset({"nan", "snan", "inf", "infinity"})
+# Normalising at 38 digits with Inexact trapped refuses a 39th significant digit instead of rounding it away.
+_NUMBER_CONTEXT = Context(
+    prec=MAX_NUMBER_DIGITS, Emin=-999999, Emax=999999, traps=[Inexact, InvalidOperation, Overflow]
+)
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no"})
 
@@ -84,26 +93,44 @@ def describe_key_schema(dynamodb: DynamoDBClient, table: str) -> KeySchema:
     return KeySchema(partition=attributes["HASH"], sort=attributes.get("RANGE"))
 
 
+def _shown(text: str) -> str:
+    """A cell for a rejection reason: quoted, and cut short when long (the whole row is in ``raw_row``)."""
+    return repr(text) if len(text) <= 64 else f"{text[:40]!r}... ({len(text)} characters)"
+
+
 def parse_number(text: str) -> tuple[str, int]:
     """Return DynamoDB's canonical text for a number and its stored size in bytes (without the name).
 
-    :raises ValueError: not a finite number within DynamoDB's precision (38 significant digits) and range
+    Spaces and tabs around the number are trimmed; the rest must be ASCII ``[+-]digits[.digits][e[+-]digits]``
+    (``.5`` and ``5.`` too). Nothing is rounded: a value DynamoDB could not store exactly is refused.
+
+    :raises ValueError: not such a number, or not within DynamoDB's precision (38 significant digits) and range
         (magnitude 1E-130 to 9.99...E+125).
     """
+    candidate = text.strip(_NUMBER_PADDING)
+    if not _NUMBER_SYNTAX.fullmatch(candidate):
+        if candidate.lstrip("+-").lower() in _NOT_FINITE_WORDS:
+            raise ValueError(f"{_shown(text)} is not a finite number (DynamoDB has no NaN or Infinity)")
+        raise ValueError(
+            f"{_shown(text)} is not a number (ASCII digits with optional sign, fraction and exponent)"
+        )
     try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
+        value = Decimal(candidate)
+    except ArithmeticError:  # an exponent beyond what Decimal can represent
+        value = Decimal("NaN")
     if not value.is_finite():
-        raise ValueError(f"{text!r} is not a finite number")
+        raise ValueError(f"number {_shown(text)} is outside DynamoDB's range (1E-130 to 9.9E+125)")
     if value.is_zero():
         return "0", 2
-    normal = value.normalize(_NUMBER_CONTEXT)
+    if not MIN_NUMBER_EXPONENT <= value.adjusted() <= MAX_NUMBER_EXPONENT:
+        raise ValueError(f"number {_shown(text)} is outside DynamoDB's range (1E-130 to 9.9E+125)")
+    try:
+        normal = value.normalize(_NUMBER_CONTEXT)
+    except Inexact:
+        raise ValueError(
+            f"number {_shown(text)} has more than {MAX_NUMBER_DIGITS} significant digits"
+        ) from None
     digits = len(normal.as_tuple().digits)
-    if digits > MAX_NUMBER_DIGITS:
-        raise ValueError(f"number {text!r} has more than {MAX_NUMBER_DIGITS} significant digits")
-    if not MIN_NUMBER_EXPONENT <= normal.adjusted() <= MAX_NUMBER_EXPONENT:
-        raise ValueError(f"number {text!r} is outside DynamoDB's range (1E-130 to 9.9E+125)")
     canonical = str(normal) if abs(normal.adjusted()) > 30 else format(normal, "f")
     return canonical, (digits + 1) // 2 + 1
 
@@ -114,7 +141,7 @@ def parse_bool(text: str) -> bool:
         return True
     if word in _FALSE_WORDS:
         return False
-    raise ValueError(f"{text!r} is not a boolean (true/false, 1/0, yes/no)")
+    raise ValueError(f"{_shown(text)} is not a boolean (true/false, 1/0, yes/no)")
 
 
 def _text_bytes(value: str) -> int:

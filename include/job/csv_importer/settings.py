@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NoReturn
 
 from csv_importer.exit_codes import UsageProblem
 
@@ -63,8 +64,18 @@ class ImportSettings:
         return f"s3://{self.bucket}/{self.key}"
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors (unknown flag, flag without its value, stray argument) are :class:`UsageProblem`,
+    so they end like every other failure (``csv-importer: USAGE: ... (a retry cannot fix this)``, exit 2)
+    instead of with argparse's own ``csv-importer: error: ...`` line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise UsageProblem(f"{message}; see csv-importer --help")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="csv-importer",
         description="Import one CSV object from S3 into a DynamoDB table. Each flag defaults to the "
         "environment variable named in brackets.",
@@ -115,7 +126,8 @@ def _parse_ratio(text: str) -> float:
 def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> ImportSettings:
     """Resolve flags over environment variables into validated settings.
 
-    :raises UsageProblem: a required setting is missing or a value is malformed.
+    :raises UsageProblem: a flag is unknown or lacks its value, a required setting is missing, or a value is
+        malformed.
     """
     flags = vars(build_parser().parse_args(argv))
     raw: dict[str, str] = {}
