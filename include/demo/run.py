@@ -29,7 +29,7 @@ from include.airflow_standalone import (
 from include.demo import IMPORT_DAG_ID, PROJECT_ROOT, PROVISION_DAG_ID
 from include.demo.local_endpoint import LocalEndpointError, LocalEndpointProcess
 from include.demo.sample_files import COLUMN_TYPES, SampleFile, sample_week
-from include.demo.summary import FileOutcome, format_table, read_outcome
+from include.demo.summary import FileOutcome, exit_code, format_table, read_outcome
 
 log = logging.getLogger("include.demo")
 
@@ -138,7 +138,7 @@ def run_demo(arguments: argparse.Namespace) -> int:
         if arguments.summary_json is not None:
             arguments.summary_json.write_text(json.dumps([o.as_record() for o in outcomes], indent=2) + "\n")
         failed_runs = [run["dag_run_id"] for run in runs if run["state"] != "success"]
-        ok = all(outcome.as_expected for outcome in outcomes) and not failed_runs
+        code = exit_code(outcomes, failed_runs)
         if failed_runs:
             print(
                 f"runs not successful: {', '.join(failed_runs)} (task logs under {home / 'airflow_home' / 'logs'})"
@@ -146,12 +146,13 @@ def run_demo(arguments: argparse.Namespace) -> int:
         _say(
             started,
             "%s",
-            "every file imported and verified as expected" if ok else "NOT every file came out as expected",
+            "every file imported and verified as expected"
+            if code == 0
+            else "NOT every file came out as expected",
         )
-        if arguments.ci:
-            return 0 if ok else 1
-        _serve_until_interrupted(standalone, endpoint.url, home)
-        return 0 if ok else 1
+        if not arguments.ci:
+            _serve_until_interrupted(standalone, endpoint.url, home)
+        return code
     finally:
         # A second Ctrl-C or SIGTERM must not cut the clean-up short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -242,26 +243,28 @@ def backfill_week(
     return runs
 
 
+def expected_shards(config: PipelineConfig, sample: SampleFile) -> int:
+    """How many shards the import DAG makes of ``sample`` under ``config``."""
+    return files.shard_count_for(
+        len(sample.body),
+        threshold_bytes=config.import_.shard_threshold_bytes,
+        target_bytes=config.import_.shard_target_bytes,
+        max_shards=config.import_.max_shards,
+    )
+
+
 def summarise(config: PipelineConfig, endpoint_url: str, samples: list[SampleFile]) -> list[FileOutcome]:
     s3 = _s3_client(config, endpoint_url)
-    outcomes = []
-    for sample in samples:
-        expected_shards = files.shard_count_for(
-            len(sample.body),
-            threshold_bytes=config.import_.shard_threshold_bytes,
-            target_bytes=config.import_.shard_target_bytes,
-            max_shards=config.import_.max_shards,
+    return [
+        read_outcome(
+            s3,
+            sample,
+            bucket_name=config.bucket.name,
+            manifest_prefix=config.bucket.manifest_prefix,
+            expected_shards=expected_shards(config, sample),
         )
-        outcomes.append(
-            read_outcome(
-                s3,
-                sample,
-                bucket_name=config.bucket.name,
-                manifest_prefix=config.bucket.manifest_prefix,
-                expected_shards=expected_shards,
-            )
-        )
-    return outcomes
+        for sample in samples
+    ]
 
 
 def _serve_until_interrupted(standalone: AirflowStandalone, endpoint_url: str, home: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,11 @@ class FileOutcome:
     duration_seconds: float | None = None
     landed_at: datetime | None = None
     verified_at: datetime | None = None
-    problems: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """How these figures differ from what a correct import of the sample reports; empty when as expected."""
+        return _problems(self)
 
     @property
     def as_expected(self) -> bool:
@@ -129,7 +133,6 @@ def read_outcome(
     outcome.verified = marker is not None and marker.get("import_id") == import_id
     if outcome.verified and marker is not None:
         outcome.verified_at = _parse_time(marker.get("verified_at"))
-    outcome.problems = _problems(outcome)
     return outcome
 
 
@@ -154,6 +157,14 @@ def _problems(outcome: FileOutcome) -> list[str]:
     if not outcome.verified:
         problems.append("not verified")
     return problems
+
+
+def exit_code(outcomes: Sequence[FileOutcome], failed_runs: Sequence[str]) -> int:
+    """The demo's exit code (after the summary with ``CI=true``, else after Ctrl-C): 0 only if there are files,
+    every one came out as expected (the file with bad rows too, when its rejects are reported) and no backfill
+    run failed; else 1."""
+    ok = bool(outcomes) and all(outcome.as_expected for outcome in outcomes) and not failed_runs
+    return 0 if ok else 1
 
 
 def format_table(outcomes: Sequence[FileOutcome]) -> str:
