@@ -313,8 +313,9 @@ class AirflowRestClient:
     @staticmethod
     def _check(response: requests.Response, what: str) -> None:
         if not response.ok:
-            raise AirflowStandaloneError(
-                f"{what} answered HTTP {response.status_code}: {response.text[:2000]}"
+            raise AirflowApiError(
+                f"{what} answered HTTP {response.status_code}: {response.text[:2000]}",
+                status_code=response.status_code,
             )
 
     def wait_for_dag(self, dag_id: str, *, timeout: float = 120.0) -> dict[str, Any]:

@@ -1,0 +1,98 @@
+"""include.airflow_standalone's REST client: error statuses become AirflowApiError with the status, so the
+callers' status handling (503 "database is locked" retried by create_backfill, 404 = no XCom) takes effect.
+
+A real HTTP server on a free loopback port answers with scripted statuses; no Airflow is needed for this layer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from include import airflow_standalone
+from include.airflow_standalone import AdminLogin, AirflowApiError, AirflowRestClient
+
+
+class ScriptedAirflow(ThreadingHTTPServer):
+    """Answers /auth/token with a token, and every other call with the next scripted (status, body)."""
+
+    def __init__(self, script: list[tuple[int, dict[str, object]]]) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script = script
+        self.calls: list[str] = []
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ScriptedAirflow
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        if self.path == "/auth/token":
+            status, body = 201, {"access_token": "token"}
+        else:
+            self.server.calls.append(f"{self.command} {self.path.split('?')[0]}")
+            status, body = self.server.script.pop(0)
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture
+def serve() -> Iterator[object]:
+    servers: list[ScriptedAirflow] = []
+
+    def start(script: list[tuple[int, dict[str, object]]]) -> tuple[ScriptedAirflow, AirflowRestClient]:
+        server = ScriptedAirflow(script)
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        return server, AirflowRestClient(base_url=url, login=AdminLogin("admin", "admin"))
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_error_status_is_an_api_error_with_the_status(serve: object) -> None:
+    _server, client = serve([(409, {"detail": "conflict"})])  # type: ignore[operator]
+
+    with pytest.raises(AirflowApiError) as raised:
+        client.request("POST", "/api/v2/dags/x/dagRuns", json={})
+
+    assert raised.value.status_code == 409
+    assert "POST /api/v2/dags/x/dagRuns answered HTTP 409" in str(raised.value)
+
+
+def test_backfill_creation_is_retried_while_sqlite_is_locked(
+    serve: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(airflow_standalone.time, "sleep", lambda _seconds: None)
+    locked = (503, {"detail": "database is locked"})
+    server, client = serve([locked, locked, (200, {"id": 7, "dag_id": "d"})])  # type: ignore[operator]
+
+    backfill = client.create_backfill("d", from_date="2026-01-01", to_date="2026-01-02")
+
+    assert backfill["id"] == 7
+    assert server.calls == ["POST /api/v2/backfills"] * 3
+
+
+def test_a_missing_xcom_is_none_and_other_errors_raise(serve: object) -> None:
+    _server, client = serve([(404, {"detail": "not found"}), (500, {"detail": "boom"})])  # type: ignore[operator]
+
+    assert client.xcom("d", "run", "task") is None
+    with pytest.raises(AirflowApiError):
+        client.xcom("d", "run", "task")
