@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 from typing import Any
 
 import pytest
@@ -251,21 +250,6 @@ class TestFatalErrors:
         put_object(s3, "cut.csv.gz", gzip.compress(b"id\n1\n2\n")[:-6])
         with pytest.raises(BadInput, match="cut.csv.gz: gzip stream is truncated"):
             run("cut.csv.gz")
-
-
-def test_progress_and_summary_lines(s3, dynamodb, table, caplog):
-    from csv_importer.importer import run_import
-    from csv_importer.settings import ImportSettings
-
-    put_object(s3, "progress.csv", csv_text([["id"]] + [[str(i)] for i in range(5)]))
-    settings = ImportSettings(bucket=BUCKET, key="progress.csv", table=TABLE)
-    with caplog.at_level(logging.INFO, logger="csv_importer"):
-        run_import(settings, s3=s3, dynamodb=dynamodb, progress_interval=0.0)
-    messages = [r.getMessage() for r in caplog.records if r.name == "csv_importer.progress"]
-    assert any(m.startswith("progress s3://job-test-bucket/progress.csv: 4 rows read") for m in messages)
-    assert "rows/s" in messages[0]
-    assert "% of" in messages[0]
-    assert messages[-1].startswith("summary s3://job-test-bucket/progress.csv: status=succeeded rows_read=5")
 
 
 def test_a_line_without_end_is_refused_not_buffered(s3, dynamodb, table, run: ImportRunner, monkeypatch):

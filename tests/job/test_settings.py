@@ -98,9 +98,9 @@ def test_column_types_parse():
 def test_key_fingerprints_count_distinct_hashes_across_growth():
     from csv_importer.fingerprints import KeyFingerprints
 
-    fingerprints = KeyFingerprints(capacity=8)
+    fingerprints = KeyFingerprints()
     hashes = [(i * 0x9E3779B97F4A7C15) % 2**64 for i in range(1, 5001)] + [0]
     assert all(fingerprints.add(h) for h in hashes)
     assert not any(fingerprints.add(h) for h in hashes[::7])
     assert fingerprints.distinct == len(hashes)
-    assert fingerprints.nbytes <= 16 * 2 * len(hashes)
+    assert fingerprints.nbytes <= 16 * len(hashes)

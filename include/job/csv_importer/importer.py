@@ -75,6 +75,14 @@ class RejectedRows:
 
 
 @dataclass
+class RefusedKey:
+    """A key of rows DynamoDB itself refused: its key attributes (for GetItem) and how many of its rows."""
+
+    key: dict[str, Any]
+    rows: int = 0
+
+
+@dataclass
 class ImportCounts:
     rows_read: int = 0
     rows_imported: int = 0
@@ -106,11 +114,15 @@ class ShardImport:
         self.counts = ImportCounts()
         self.rejected = RejectedRows()
         self.progress = ProgressLog(
-            uri=source.uri, total_bytes=source.content_length, interval=progress_interval
+            uri=source.uri,
+            total_bytes=source.content_length,
+            rows_read=lambda: self.counts.rows_read,
+            bytes_read=lambda: source.bytes_read,
+            interval=progress_interval,
         )
         self.converter: RowConverter | None = None
-        # Keys of rows DynamoDB itself refused (rare: items at its size limit), each key's attributes.
-        self.refused_keys: dict[str, dict[str, Any]] = {}
+        # Keys of rows DynamoDB itself refused (rare: items at its size limit), by canonical key text.
+        self.refused_keys: dict[str, RefusedKey] = {}
 
     def reject(self, line_number: int, reason: str, fields: list[str] | None) -> None:
         self.counts.rows_rejected += 1
@@ -122,23 +134,33 @@ class ShardImport:
             self.reject(origin.line_number, reason, origin.fields)
             if self.converter is not None:
                 key_text, key_hash = self.converter.key_of(origin.fields)
-                item, _ = self.converter.convert(origin.fields, key_hash)
-                self.refused_keys[key_text] = {
-                    key.name: item[key.name] for key in self.converter.key_attributes
-                }
+                refused = self.refused_keys.get(key_text)
+                if refused is None:
+                    item, _ = self.converter.convert(origin.fields, key_hash)
+                    refused = self.refused_keys[key_text] = RefusedKey(
+                        {key.name: item[key.name] for key in self.converter.key_attributes}
+                    )
+                refused.rows += 1
 
-    def uncount_refused_keys(self) -> None:
-        """Take keys out of ``distinct_keys`` that DynamoDB refused and no other row of this import wrote.
+    def settle_refused_keys(self) -> None:
+        """Correct ``distinct_keys`` and ``duplicate_keys`` for the keys of rows DynamoDB itself refused.
 
-        ``distinct_keys`` counts keys as rows are queued; when DynamoDB refuses a row the job's own checks
-        accepted, whether the key still holds an item of this import (from another row) is read back with a
-        consistent GetItem, so the manifest's count is the table's truth and verification never fails on it.
+        Both are counted as rows are queued, before DynamoDB's verdict: a key's first row counts in
+        ``distinct_keys``, each later row in ``duplicate_keys``. Per refused key, a consistent GetItem reads
+        back whether the table holds an item of this import (from another row):
+
+        - if not, the key leaves ``distinct_keys`` (the manifest's count is the table's truth, so verification
+          never fails on it), and of its ``r`` refused rows ``r - 1`` leave ``duplicate_keys`` (one of them was
+          counted as the key's first row);
+        - if so, the key stays in ``distinct_keys`` and all ``r`` refused rows leave ``duplicate_keys``.
+
+        So ``rows_imported = distinct_keys + duplicate_keys`` holds as it does without refusals.
         """
-        for key in self.refused_keys.values():
+        for refused in self.refused_keys.values():
             try:
                 response = self.dynamodb.get_item(
                     TableName=self.settings.table,
-                    Key=key,
+                    Key=refused.key,
                     ConsistentRead=True,
                     ProjectionExpression="importId",
                 )
@@ -146,8 +168,11 @@ class ShardImport:
                 if error.response.get("Error", {}).get("Code") != "ValidationException":
                     raise
                 response = {}  # a key DynamoDB cannot even look up holds no item
-            if response.get("Item", {}).get("importId", {}).get("S") != self.import_id:
+            if response.get("Item", {}).get("importId", {}).get("S") == self.import_id:
+                self.counts.duplicate_keys -= refused.rows
+            else:
                 self.counts.distinct_keys -= 1
+                self.counts.duplicate_keys -= refused.rows - 1
 
     def import_rows(self, key_schema: KeySchema) -> None:
         settings, counts = self.settings, self.counts
@@ -172,7 +197,6 @@ class ShardImport:
         self.converter = converter
         shard_count, shard_index = settings.shard_count, settings.shard_index
         seen_keys = KeyFingerprints()
-        tick, source = self.progress.tick, self.source
         try:
             with BatchItemWriter(
                 client=self.dynamodb,
@@ -181,7 +205,6 @@ class ShardImport:
                 on_outcome=self.on_outcome,
             ) as writer:
                 for ordinal, record in enumerate(records):
-                    tick(counts.rows_read, source.bytes_read)
                     if isinstance(record, RecordError):
                         if ordinal % shard_count == shard_index:
                             counts.rows_read += 1
@@ -210,7 +233,7 @@ class ShardImport:
         finally:
             # Also when the import fails: the rows queued before the failure are written by then.
             counts.distinct_keys = seen_keys.distinct
-        self.uncount_refused_keys()
+        self.settle_refused_keys()
 
     def finish(self, failure: str | None) -> ImportManifest:
         """Upload the rejected rows, then the manifest (the manifest is the last thing written)."""
@@ -302,7 +325,8 @@ def run_import(
         progress_interval=progress_interval,
     )
     try:
-        shard.import_rows(key_schema)
+        with shard.progress:  # progress lines every interval until the rows are written, then the summary
+            shard.import_rows(key_schema)
     except Exception as failure:
         reason = (
             failure.message if isinstance(failure, JobFailure) else f"{type(failure).__name__}: {failure}"

@@ -1,8 +1,13 @@
-"""Progress lines while importing (at least every ``interval`` seconds) and the final summary line."""
+"""Progress lines while importing (every ``interval`` seconds, whatever the job waits on) and the summary line.
+
+A daemon thread logs a line each interval from the import's counters, so the lines keep coming while the
+reader waits on a stalled S3 stream or the writer waits on DynamoDB (throttling back-off, slow requests).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -12,29 +17,52 @@ PROGRESS_INTERVAL_SECONDS = 10.0
 
 
 class ProgressLog:
-    """Call :meth:`tick` per row: it logs rows, rows/s and percent of the object's bytes when due."""
+    """Logs rows read, rows/s and percent of the object's bytes every ``interval`` seconds while running.
+
+    ``rows_read`` and ``bytes_read`` are read from the ticker thread: plain counters the import keeps.
+    Use ``with progress:`` around the import (starts and stops the ticker), then :meth:`summary`.
+    """
 
     def __init__(
         self,
         *,
         uri: str,
         total_bytes: int,
+        rows_read: Callable[[], int],
+        bytes_read: Callable[[], int],
         interval: float = PROGRESS_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if interval <= 0:
+            raise ValueError(f"progress interval must be positive, got {interval}")
         self._uri = uri
         self._total_bytes = total_bytes
+        self._rows_read = rows_read
+        self._bytes_read = bytes_read
         self._interval = interval
         self._clock = clock
         self._started = clock()
-        self._next_due = self._started + interval
+        self._stopped = threading.Event()
+        self._ticker: threading.Thread | None = None
 
-    def tick(self, rows_read: int, bytes_read: int) -> None:
-        now = self._clock()
-        if now < self._next_due:
-            return
-        self._next_due = now + self._interval
-        elapsed = max(now - self._started, 1e-9)
+    def __enter__(self) -> ProgressLog:
+        self._ticker = threading.Thread(target=self._tick_until_stopped, name="progress", daemon=True)
+        self._ticker.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._stopped.set()
+        if self._ticker is not None:
+            self._ticker.join()
+
+    def _tick_until_stopped(self) -> None:
+        while not self._stopped.wait(self._interval):
+            self.line()
+
+    def line(self) -> None:
+        """Log one progress line from the counters as they are now."""
+        rows_read, bytes_read = self._rows_read(), self._bytes_read()
+        elapsed = max(self._clock() - self._started, 1e-9)
         percent = 100.0 * bytes_read / self._total_bytes if self._total_bytes else 100.0
         log.info(
             "progress %s: %s rows read, %.0f rows/s, %.1f%% of %s bytes",
