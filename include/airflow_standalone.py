@@ -336,6 +336,9 @@ class AirflowRestClient:
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": True})
+
     def trigger(
         self, dag_id: str, *, conf: Mapping[str, Any] | None = None, logical_date: str | None = None
     ) -> dict[str, Any]:
@@ -353,9 +356,12 @@ class AirflowRestClient:
         reprocess_behavior: str = "none",
         dag_run_conf: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Create a backfill (both dates inclusive); the scheduler runs it.
+        """Create a backfill (both dates inclusive); the scheduler runs it once the DAG is unpaused.
 
-        On SQLite the API answers 503 "Database is locked" while the scheduler writes; that is retried.
+        On SQLite the API answers 503 "Database is locked" when a scheduler write wins; Airflow then deletes the
+        runs it had created already, and the creation is retried. A scheduler that has picked those runs up dies
+        on the deletion (ObjectDeletedError in its loop, seen with Airflow 3.3.2), so call this with the DAG
+        paused: the scheduler leaves a paused DAG's runs alone (see :meth:`backfill_while_paused`).
         """
         body = {
             "dag_id": dag_id,
@@ -376,6 +382,14 @@ class AirflowRestClient:
                 log.info("Backfill creation refused (%s), attempt %d; retrying", err, attempt)
                 time.sleep(2.0 * attempt)
                 attempt += 1
+
+    def backfill_while_paused(self, dag_id: str, **options: Any) -> dict[str, Any]:
+        """:meth:`create_backfill` with ``dag_id`` paused meanwhile, then unpaused (also when creation failed)."""
+        self.pause(dag_id)
+        try:
+            return self.create_backfill(dag_id, **options)
+        finally:
+            self.unpause(dag_id)
 
     def backfill(self, backfill_id: int) -> dict[str, Any]:
         return self.request("GET", f"/api/v2/backfills/{backfill_id}")

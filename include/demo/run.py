@@ -222,7 +222,7 @@ def backfill_week(
 ) -> list[dict[str, Any]]:
     first: date = samples[0].partition_date
     last: date = samples[-1].partition_date
-    backfill = client.create_backfill(
+    backfill = client.backfill_while_paused(
         IMPORT_DAG_ID,
         from_date=f"{first.isoformat()}T00:00:00Z",
         to_date=f"{last.isoformat()}T00:00:00Z",

@@ -24,6 +24,7 @@ class ScriptedAirflow(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.script = script
         self.calls: list[str] = []
+        self.bodies: list[object] = []
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -31,11 +32,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
+        request = self.rfile.read(length)
         if self.path == "/auth/token":
             status, body = 201, {"access_token": "token"}
         else:
             self.server.calls.append(f"{self.command} {self.path.split('?')[0]}")
+            self.server.bodies.append(json.loads(request) if request else None)
             status, body = self.server.script.pop(0)
         payload = json.dumps(body).encode()
         self.send_response(status)
@@ -44,7 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = do_PATCH = _answer
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         pass
@@ -96,3 +98,32 @@ def test_a_missing_xcom_is_none_and_other_errors_raise(serve: object) -> None:
     assert client.xcom("d", "run", "task") is None
     with pytest.raises(AirflowApiError):
         client.xcom("d", "run", "task")
+
+
+def test_a_backfill_is_created_while_its_dag_is_paused(
+    serve: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(airflow_standalone.time, "sleep", lambda _seconds: None)
+    ok, locked = (200, {}), (503, {"detail": "database is locked"})
+    server, client = serve([ok, locked, (200, {"id": 3, "dag_id": "d"}), ok])  # type: ignore[operator]
+
+    backfill = client.backfill_while_paused("d", from_date="2026-01-01", to_date="2026-01-02")
+
+    assert backfill["id"] == 3
+    assert server.calls == [
+        "PATCH /api/v2/dags/d",
+        "POST /api/v2/backfills",
+        "POST /api/v2/backfills",
+        "PATCH /api/v2/dags/d",
+    ]
+    assert (server.bodies[0], server.bodies[-1]) == ({"is_paused": True}, {"is_paused": False})
+
+
+def test_the_dag_is_unpaused_when_the_backfill_is_refused(serve: object) -> None:
+    server, client = serve([(200, {}), (409, {"detail": "already running"}), (200, {})])  # type: ignore[operator]
+
+    with pytest.raises(AirflowApiError):
+        client.backfill_while_paused("d", from_date="2026-01-01", to_date="2026-01-02")
+
+    assert server.calls[-1] == "PATCH /api/v2/dags/d"
+    assert server.bodies[-1] == {"is_paused": False}
