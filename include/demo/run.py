@@ -122,7 +122,9 @@ def run_demo(arguments: argparse.Namespace) -> int:
         standalone = AirflowStandalone(
             airflow_home=home / "airflow_home",
             aws_connection=local_aws_connection(endpoint_url=endpoint.url, region_name=config.aws.region),
-            extra_env=extra_env,
+            # Paused until needed: the import DAG's latest scheduled run would otherwise start before the
+            # bucket exists (a failed first try in the UI) and compete with provisioning for SQLite.
+            extra_env={**extra_env, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"},
             log_path=home / "airflow.log",
         )
         standalone.start()
@@ -165,6 +167,7 @@ def run_demo(arguments: argparse.Namespace) -> int:
 
 def provision(client: AirflowRestClient, started: float) -> None:
     _say(started, "running %s", PROVISION_DAG_ID)
+    client.unpause(PROVISION_DAG_ID)
     run = client.trigger(PROVISION_DAG_ID, logical_date=None)
     (finished,) = client.wait_for_runs(PROVISION_DAG_ID, [run["dag_run_id"]], timeout=300)
     if finished["state"] != "success":
