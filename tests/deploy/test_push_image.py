@@ -25,6 +25,7 @@ import pytest
 
 from include.deploy.push_image import IMAGE_PLATFORM, repository_from_image
 from include.local_aws import LocalAws
+from tests.fixtures.make import run_make
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JOB_CONTEXT = str(PROJECT_ROOT / "include" / "job")
@@ -232,15 +233,6 @@ def test_the_real_docker_client_without_a_daemon_gets_a_clear_message(deploy_env
     assert "the Docker daemon does not answer" in run.stderr
     assert "Traceback" not in run.stderr
     assert ecr.describe_repositories()["repositories"] == []
-
-
-def run_make(*arguments: str) -> subprocess.CompletedProcess[str]:
-    """``make`` as a user's shell runs it: without the variables of the ``make test`` this suite may run under
-    (with them, the inner make prints "Entering/Leaving directory" lines)."""
-    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
-    return subprocess.run(
-        ["make", *arguments], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_make_push_image_runs_the_same(docker: RecordingDocker, ecr: Any) -> None:

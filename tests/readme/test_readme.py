@@ -61,12 +61,38 @@ def test_every_config_key_and_its_override_is_documented() -> None:
     assert missing == [], f"README's Configuration lacks {missing}"
 
 
+# make target -> the file that runs it (tests/readme/test_make_targets.py runs those no other test does)
+MAKE_TARGETS_RUN_BY = {
+    "demo": "tests/demo/test_make_demo.py",
+    "test": ".ci/run",
+    "lint": "Makefile",  # `test: $(STAMP) lint`: every `make test` runs it
+    "push-image": "tests/deploy/test_push_image.py",
+    "format": "tests/readme/test_make_targets.py",
+    "test-fast": "tests/readme/test_make_targets.py",
+    "local-aws": "tests/readme/test_make_targets.py",
+    "bench": "tests/readme/test_make_targets.py",
+}
+
+
+def _make_targets_named(readme: str) -> set[str]:
+    """Every ``make <target>`` in the README: in backticks (with or without arguments) or at a line's start."""
+    return set(re.findall(r"`make ([a-z-]+)", readme)) | set(re.findall(r"(?m)^\s*make ([a-z-]+)", readme))
+
+
 def test_make_targets_named_in_the_readme_exist() -> None:
     makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
     targets = set(re.findall(r"(?m)^([a-z][a-z-]*):", makefile))
-    named = set(re.findall(r"`make ([a-z-]+)`", README)) | set(re.findall(r"(?m)^make ([a-z-]+)$", README))
+    named = _make_targets_named(README)
     assert named, "README names no make target"
     assert named <= targets, f"README names make targets the Makefile lacks: {sorted(named - targets)}"
+
+
+def test_every_make_target_the_readme_names_is_run_somewhere() -> None:
+    named = _make_targets_named(README)
+    assert named - set(MAKE_TARGETS_RUN_BY) == set(), "README names make targets no test runs: add them"
+    for target, runner in MAKE_TARGETS_RUN_BY.items():
+        text = (PROJECT_ROOT / runner).read_text(encoding="utf-8")
+        assert target in text, f"{runner} does not mention {target}"
 
 
 def test_relative_links_and_paths_resolve() -> None:
