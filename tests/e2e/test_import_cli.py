@@ -7,7 +7,6 @@ real ``csv-importer`` processes of the endpoint.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import boto3
 import pytest
 
 from tests.e2e.conftest import csv_text
+from tests.fixtures.airflow_cli import airflow_cli_env, run_airflow
 
 pytestmark = pytest.mark.slow
 
@@ -60,45 +60,15 @@ def endpoint_url(tmp_path: Path) -> Iterator[str]:
             server.wait()
 
 
-def airflow_env(tmp_path: Path, url: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CSV_IMPORT__", "AIRFLOW", "AWS_ENDPOINT", "_AIRFLOW"))
-    }
-    home = tmp_path / "airflow_home"
-    env.update(
-        {
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"endpoint_url": url}}),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
-    )
-    return env
-
-
 def airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "airflow"), *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_airflow(env, *args, timeout=300)
 
 
 def test_provision_then_import_from_the_command_line(tmp_path: Path, endpoint_url: str) -> None:
     from batch_import.config import load_config
 
     config = load_config(environ={})
-    env = airflow_env(tmp_path, endpoint_url)
+    env = airflow_cli_env(tmp_path / "airflow_home", endpoint_url, region=REGION)
     migrated = airflow(env, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr[-3000:]
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,12 +20,11 @@ import boto3
 import pytest
 
 from include.demo.local_endpoint import LocalEndpointProcess
+from tests.fixtures.airflow_cli import airflow_cli_env, run_airflow
 from tests.load.process_memory import PeakMemorySampler, ProcessPeak
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 REGION = "us-east-1"
 ROWS = 1_000_000
 SHARDS = 2
@@ -53,40 +50,8 @@ def pipeline_settings(file_bytes: int) -> dict[str, str]:
     }
 
 
-def airflow_env(home: Path, endpoint_url: str, settings: dict[str, str]) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CSV_IMPORT__", "AIRFLOW", "AWS_", "_AIRFLOW"))
-    }
-    env.update(settings)
-    env.update(
-        {
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-                {"conn_type": "aws", "extra": {"endpoint_url": endpoint_url, "region_name": REGION}}
-            ),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
-    )
-    return env
-
-
 def airflow(env: dict[str, str], *args: str) -> str:
-    finished = subprocess.run(
-        [str(VENV_BIN / "airflow"), *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=2000,
-    )
+    finished = run_airflow(env, *args, timeout=2000)
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, (
         f"airflow {' '.join(args)} exited {finished.returncode}:\n{output[-6000:]}"
@@ -139,7 +104,7 @@ def test_a_million_rows_sharded_end_to_end_with_every_process_peak_memory(
     with PeakMemorySampler() as sampler:
         url = endpoint.start()
         try:
-            env = airflow_env(tmp_path / "airflow_home", url, settings)
+            env = airflow_cli_env(tmp_path / "airflow_home", url, region=REGION, settings=settings)
             airflow(env, "db", "migrate")
             phase_done("endpoint start + airflow db migrate")
             airflow(env, "dags", "test", "provision_batch_environment")
