@@ -87,6 +87,10 @@ def test_make_targets_named_in_the_readme_exist() -> None:
     assert named <= targets, f"README names make targets the Makefile lacks: {sorted(named - targets)}"
 
 
+def test_make_lint_is_part_of_make_test() -> None:
+    assert re.search(r"(?m)^test: .*\blint\b", (PROJECT_ROOT / "Makefile").read_text())
+
+
 def test_every_make_target_the_readme_names_is_run_somewhere() -> None:
     named = _make_targets_named(README)
     assert named - set(MAKE_TARGETS_RUN_BY) == set(), "README names make targets no test runs: add them"
