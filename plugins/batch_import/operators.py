@@ -115,19 +115,15 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
     :param bucket_name: the landing bucket (templated)
     :param landing_prefix: e.g. ``incoming/`` (templated)
     :param manifest_prefix: where the job writes manifests and ``verify_file`` its marker (templated)
-    :param table_name: the target DynamoDB table (templated)
-    :param column_types: the job's ``column_types`` (templated)
-    :param writer_concurrency: BatchWriteItem requests in flight per job
     :param shard_threshold_bytes: files above this size run as array jobs
     :param shard_target_bytes: roughly this many bytes per shard
     :param max_shards: upper bound of an array job's size
-    :param default_max_reject_ratio: used when the run's ``max_reject_ratio`` param is empty
+    :param default_max_reject_ratio: the job definition's (config ``import.max_reject_ratio``), used when the
+        run's ``max_reject_ratio`` param is empty; a run's other value goes to the job as an override
     """
 
     aws_hook_class = S3Hook
-    template_fields: Sequence[str] = aws_template_fields(
-        "bucket_name", "landing_prefix", "manifest_prefix", "table_name", "column_types"
-    )
+    template_fields: Sequence[str] = aws_template_fields("bucket_name", "landing_prefix", "manifest_prefix")
 
     def __init__(
         self,
@@ -135,9 +131,6 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
         bucket_name: str,
         landing_prefix: str,
         manifest_prefix: str,
-        table_name: str,
-        column_types: str,
-        writer_concurrency: int,
         shard_threshold_bytes: int,
         shard_target_bytes: int,
         max_shards: int,
@@ -148,9 +141,6 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
         self.bucket_name = bucket_name
         self.landing_prefix = landing_prefix
         self.manifest_prefix = manifest_prefix
-        self.table_name = table_name
-        self.column_types = column_types
-        self.writer_concurrency = writer_concurrency
         self.shard_threshold_bytes = shard_threshold_bytes
         self.shard_target_bytes = shard_target_bytes
         self.max_shards = max_shards
@@ -176,10 +166,8 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
             bucket_name=self.bucket_name,
             landing_prefix=self.landing_prefix,
             manifest_prefix=self.manifest_prefix,
-            table_name=self.table_name,
-            column_types=self.column_types,
             max_reject_ratio=self.default_max_reject_ratio if ratio is None else float(ratio),
-            writer_concurrency=self.writer_concurrency,
+            configured_max_reject_ratio=self.default_max_reject_ratio,
             shard_threshold_bytes=self.shard_threshold_bytes,
             shard_target_bytes=self.shard_target_bytes,
             max_shards=self.max_shards,
@@ -380,24 +368,20 @@ class BatchSubmitOperator(BatchOperator):
 
     def final_failure_message(self, job: dict[str, Any], exit_codes: list[int]) -> str:
         """What failed and the manifests' counts, for a failure no retry can fix."""
-        from batch_import.verification import VerificationError, read_manifests, total_manifests
+        from csv_importer.manifest import ManifestError, read_totals
 
         where = f"s3://{self.bucket_name}/{self.s3_key}"
         s3_client = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).conn
         try:
-            manifests = read_manifests(
+            totals = read_totals(
                 s3_client,
-                bucket_name=self.bucket_name,
+                bucket=self.bucket_name,
                 manifest_prefix=self.manifest_prefix,
                 import_id=self.import_id,
                 shard_count=int(self.shard_count),
             )
-            counts = (
-                total_manifests(self.import_id, int(self.shard_count), manifests).describe()
-                if manifests
-                else "no manifest was written"
-            )
-        except VerificationError as err:
+            counts = totals.describe() if totals.shards_found else "no manifest was written"
+        except ManifestError as err:
             counts = str(err)
         return (
             f"Import {self.import_id} of {where} failed and is not retried: AWS Batch job {self.job_id} exited "
@@ -426,6 +410,7 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
 
     :param import_id: the import to verify (templated)
     :param s3_key: its object (templated)
+    :param expected_etag: the ETag the import was planned for; every manifest must name it (templated)
     :param shard_count: the number of shards it ran in (templated)
     :param bucket_name: the landing bucket (templated)
     :param manifest_prefix: e.g. ``manifests/`` (templated)
@@ -441,6 +426,7 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
     template_fields: Sequence[str] = aws_template_fields(
         "import_id",
         "s3_key",
+        "expected_etag",
         "shard_count",
         "bucket_name",
         "manifest_prefix",
@@ -461,11 +447,13 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         table_name: str,
         index_name: str,
         key_schema: Sequence[tuple[str, str]],
+        expected_etag: str | None = None,
         settle_attempts: int = 3,
         settle_seconds: float = 2.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.expected_etag = expected_etag
         self.import_id = import_id
         self.s3_key = s3_key
         self.shard_count = shard_count
@@ -497,6 +485,7 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
                     table_name=self.table_name,
                     index_name=self.index_name,
                     key_schema=[tuple(pair) for pair in self.key_schema],  # type: ignore[misc]
+                    expected_etag=self.expected_etag or None,
                 )
             except VerificationError as err:
                 raise AirflowFailException(str(err)) from err

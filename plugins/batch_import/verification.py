@@ -22,17 +22,25 @@ What "verified" means:
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import logging
-import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
+from csv_importer.manifest import (
+    ManifestError,
+    ManifestTotals,
+    import_prefix,
+    read_manifests,
+    total_manifests,
+)
+from csv_importer.reader import RecordError, iter_lines, iter_records, open_s3_object
+from csv_importer.rows import canonical_key_part
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -42,41 +50,11 @@ log = logging.getLogger(__name__)
 
 IMPORT_SLOT_ATTRIBUTE = "importSlot"
 IMPORT_ID_ATTRIBUTE = "importId"
-_SHARD_MANIFEST = re.compile(r"shard-(\d+)-of-(\d+)\.json$")
 _BATCH_GET_LIMIT = 100
-_TOTAL_FIELDS = ("rows_read", "rows_imported", "rows_rejected", "duplicate_keys", "distinct_keys")
 
 
 class VerificationError(RuntimeError):
     """An import cannot be verified; the message names the import, the object and the numbers."""
-
-
-@dataclass(frozen=True)
-class ManifestTotals:
-    """The job's manifests of one import, added up over its shards."""
-
-    import_id: str
-    shard_count: int
-    shards_found: int
-    rows_read: int
-    rows_imported: int
-    rows_rejected: int
-    duplicate_keys: int
-    distinct_keys: int
-    index_slots: int
-    statuses: tuple[str, ...]
-    errors: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        """``rows_read=.. rows_imported=.. ...`` for log lines and failure messages."""
-        text = (
-            f"rows_read={self.rows_read} rows_imported={self.rows_imported} rows_rejected={self.rows_rejected} "
-            f"duplicate_keys={self.duplicate_keys} distinct_keys={self.distinct_keys} "
-            f"(manifests of {self.shards_found}/{self.shard_count} shards, status {','.join(self.statuses)})"
-        )
-        if self.errors:
-            text += f"; errors: {' | '.join(self.errors)}"
-        return text
 
 
 @dataclass
@@ -108,47 +86,6 @@ class VerificationResult:
             sample = ", ".join(self.unaccounted_keys[:5])
             text += f", {len(self.unaccounted_keys)} keys of the file are not in the table (e.g. {sample})"
         return text
-
-
-def read_manifests(
-    s3_client: S3Client, *, bucket_name: str, manifest_prefix: str, import_id: str, shard_count: int
-) -> list[dict[str, Any]]:
-    """The import's shard manifests for ``shard_count`` shards (``shard-<i>-of-<n>.json``), by shard index."""
-    prefix = f"{manifest_prefix}{import_id}/"
-    manifests: dict[int, dict[str, Any]] = {}
-    paginator = s3_client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket_name, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            match = _SHARD_MANIFEST.search(obj["Key"])
-            if not match or int(match.group(2)) != shard_count:
-                continue
-            body = s3_client.get_object(Bucket=bucket_name, Key=obj["Key"])["Body"].read()
-            try:
-                manifests[int(match.group(1))] = json.loads(body)
-            except json.JSONDecodeError as err:
-                raise VerificationError(
-                    f"manifest s3://{bucket_name}/{obj['Key']} is not valid JSON: {err}"
-                ) from err
-    return [manifests[index] for index in sorted(manifests)]
-
-
-def total_manifests(import_id: str, shard_count: int, manifests: Sequence[dict[str, Any]]) -> ManifestTotals:
-    """Add the shard manifests up; ``index_slots`` must agree between shards."""
-    totals = {name: sum(int(m.get(name) or 0) for m in manifests) for name in _TOTAL_FIELDS}
-    slots = {int(m["index_slots"]) for m in manifests if m.get("index_slots")}
-    if len(slots) > 1:
-        raise VerificationError(
-            f"import {import_id}: shard manifests disagree on index_slots {sorted(slots)}"
-        )
-    return ManifestTotals(
-        import_id=import_id,
-        shard_count=shard_count,
-        shards_found=len(manifests),
-        index_slots=slots.pop() if slots else 0,
-        statuses=tuple(sorted({str(m.get("status", "unknown")) for m in manifests})) or ("missing",),
-        errors=tuple(str(m["error"]) for m in manifests if m.get("error")),
-        **totals,
-    )
 
 
 def count_import_items(
@@ -196,18 +133,16 @@ def _import_item_keys(
 
 
 def _attribute_text(value: dict[str, Any]) -> str:
+    """A key attribute read back from DynamoDB, as the job's canonical key part."""
     (kind, text), *_ = value.items()
-    return _canonical_number(text) if kind == "N" else str(text)
+    return _canonical_part(str(text), kind)
 
 
-def _canonical_number(text: str) -> str:
-    from decimal import Decimal, InvalidOperation
-
+def _canonical_part(text: str, key_type: str) -> str:
     try:
-        number = Decimal(text.strip())
-    except InvalidOperation:
-        return text
-    return format(number.normalize(), "f") if number == number.to_integral() else str(number.normalize())
+        return canonical_key_part(text, key_type)
+    except ValueError:
+        return text  # the job rejected this row's key: it is among the rejected rows, never in the table
 
 
 def _row_keys(
@@ -224,20 +159,25 @@ def _row_keys(
             continue
         values = []
         for position, (_, key_type) in zip(positions, key_schema, strict=True):
-            cell = row[position]  # the job keeps string keys as they are (no trimming)
-            values.append(_canonical_number(cell) if key_type == "N" else cell)
+            values.append(_canonical_part(row[position], key_type))
         if all(values):
             yield tuple(values)
 
 
 def _file_header_and_rows(
-    s3_client: S3Client, *, bucket_name: str, key: str
+    s3_client: S3Client, *, bucket_name: str, key: str, expected_etag: str | None
 ) -> tuple[list[str], Iterator[list[str]]]:
-    body = s3_client.get_object(Bucket=bucket_name, Key=key)["Body"]
-    raw: Any = gzip.GzipFile(fileobj=body) if key.lower().endswith(".gz") else body
-    reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
-    header = [name.strip() for name in next(reader, [])]
-    return header, reader
+    """The object's header and data rows, read by the job's own reader (gzip by content, the same CSV rules)."""
+    try:
+        source = open_s3_object(s3_client, bucket_name, key, expected_etag=expected_etag)
+    except Exception as err:  # the job's BadInput / ObjectChanged, named
+        raise VerificationError(f"reading s3://{bucket_name}/{key} back failed: {err}") from err
+    records = iter_records(iter_lines(source))
+    first = next(records, None)
+    if first is None or isinstance(first, RecordError):
+        return [], iter(())
+    header = [name.strip() for name in first[1]]
+    return header, (record[1] for record in records if not isinstance(record, RecordError))
 
 
 def _rejected_keys(
@@ -252,7 +192,7 @@ def _rejected_keys(
     """The keys of the rows the job rejected (from ``rejected/<import_id>/*.csv``, column ``raw_row``)."""
     raw_rows: list[list[str]] = []
     paginator = s3_client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket_name, Prefix=f"{rejected_prefix}{import_id}/"):
+    for page in paginator.paginate(Bucket=bucket_name, Prefix=import_prefix(rejected_prefix, import_id)):
         for obj in page.get("Contents", []):
             text = (
                 s3_client.get_object(Bucket=bucket_name, Key=obj["Key"])["Body"]
@@ -316,16 +256,23 @@ def verify_import(
     table_name: str,
     index_name: str,
     key_schema: Sequence[tuple[str, str]],
+    expected_etag: str | None = None,
 ) -> tuple[VerificationResult, ManifestTotals]:
-    """Count the import's items and compare them with its manifests (see the module docstring)."""
-    manifests = read_manifests(
-        s3_client,
-        bucket_name=bucket_name,
-        manifest_prefix=manifest_prefix,
-        import_id=import_id,
-        shard_count=shard_count,
-    )
-    totals = total_manifests(import_id, shard_count, manifests)
+    """Count the import's items and compare them with its manifests (see the module docstring).
+
+    With ``expected_etag`` (the version the import was planned for), every manifest must name that ETag.
+    """
+    try:
+        manifests = read_manifests(
+            s3_client,
+            bucket=bucket_name,
+            manifest_prefix=manifest_prefix,
+            import_id=import_id,
+            shard_count=shard_count,
+        )
+        totals = total_manifests(import_id, shard_count, manifests)
+    except ManifestError as err:
+        raise VerificationError(str(err)) from err
     if totals.shards_found != shard_count:
         raise VerificationError(
             f"import {import_id} of s3://{bucket_name}/{s3_key}: found manifests of {totals.shards_found} "
@@ -334,6 +281,11 @@ def verify_import(
     if totals.statuses != ("succeeded",):
         raise VerificationError(
             f"import {import_id} of s3://{bucket_name}/{s3_key} did not succeed: {totals.describe()}"
+        )
+    if expected_etag is not None and totals.etags != (expected_etag,):
+        raise VerificationError(
+            f"import {import_id} of s3://{bucket_name}/{s3_key}: the manifests name ETag(s) "
+            f"{', '.join(totals.etags) or 'none'}, but the import was planned for ETag {expected_etag}"
         )
     if totals.index_slots < 1:
         raise VerificationError(f"import {import_id}: the manifests carry no index_slots")
@@ -359,7 +311,9 @@ def verify_import(
         index_slots=totals.index_slots,
         key_names=key_names,
     )
-    header, rows = _file_header_and_rows(s3_client, bucket_name=bucket_name, key=s3_key)
+    header, rows = _file_header_and_rows(
+        s3_client, bucket_name=bucket_name, key=s3_key, expected_etag=expected_etag
+    )
     candidates = set(_row_keys(header, rows, key_schema)) - ours
     candidates -= _rejected_keys(
         s3_client,

@@ -30,7 +30,9 @@ def read_manifest(s3: Any, import_id: str, index: int = 0, count: int = 1) -> di
 
 
 class TestItems:
-    def test_columns_are_typed_stamped_and_empty_cells_left_out(self, s3, dynamodb, table, run: ImportRunner):
+    def test_columns_are_typed_and_stamped_and_empty_strings_kept(
+        self, s3, dynamodb, table, run: ImportRunner
+    ):
         put_object(
             s3,
             "in/typed.csv",
@@ -49,7 +51,7 @@ class TestItems:
         assert items["a"]["note"] == {"S": "hello"}
         assert items["b"]["price"] == {"N": "-1000"}
         assert items["b"]["active"] == {"BOOL": False}
-        assert "note" not in items["b"]
+        assert items["b"]["note"] == {"S": ""}
         for item in items.values():
             assert item["importId"] == {"S": manifest.import_id}
             assert item["sourceKey"] == {"S": f"s3://{BUCKET}/in/typed.csv"}

@@ -238,12 +238,15 @@ def test_first_run_creates_everything_as_configured(aws: None, monkeypatch: pyte
         "bucket_name": config.bucket.name,
         "table_name": config.table.name,
         "writer_concurrency": str(config.import_.writer_concurrency),
-        "max_reject_ratio": f"{config.import_.max_reject_ratio:g}",
+        "max_reject_ratio": repr(config.import_.max_reject_ratio),
+        "empty_cells": config.import_.empty_cells,
+        "manifest_prefix": config.bucket.manifest_prefix,
+        "rejected_prefix": config.bucket.rejected_prefix,
     }
     assert container["logConfiguration"]["options"]["awslogs-group"] == config.batch.log_group
     assert definition["platformCapabilities"] == ["FARGATE"]
     exits = {c["onExitCode"]: c["action"].upper() for c in definition["retryStrategy"]["evaluateOnExit"]}
-    assert exits == {"2": "EXIT", "3": "EXIT", "4": "EXIT", "*": "RETRY"}
+    assert exits == {"2": "EXIT", "3": "EXIT", "4": "EXIT", "5": "EXIT", "*": "RETRY"}
     assert definition["retryStrategy"]["attempts"] == config.batch.attempts
     assert definition["timeout"]["attemptDurationSeconds"] == config.batch.attempt_timeout_seconds
 

@@ -176,7 +176,7 @@ class ShardImport:
 
     def import_rows(self, key_schema: KeySchema) -> None:
         settings, counts = self.settings, self.counts
-        records = iter_records(iter_lines(self.source, gzip=settings.key.endswith(".gz")))
+        records = iter_records(iter_lines(self.source))
         header = next(records, None)
         if header is None:
             raise BadInput(f"{self.source.uri}: object is empty (no header row)")
@@ -193,6 +193,7 @@ class ShardImport:
             },
             source_uri=settings.source_uri,
             table=settings.table,
+            empty_cells=settings.empty_cells,
         )
         self.converter = converter
         shard_count, shard_index = settings.shard_count, settings.shard_index
@@ -246,7 +247,9 @@ class ShardImport:
                 f"{counts.rows_rejected} of {counts.rows_read} rows rejected, over max_reject_ratio "
                 f"{settings.max_reject_ratio}"
             )
-        rejected_at = rejected_key(self.import_id, settings.shard_index, settings.shard_count)
+        rejected_at = rejected_key(
+            settings.rejected_prefix, self.import_id, settings.shard_index, settings.shard_count
+        )
         self.rejected.upload(self.s3, settings.bucket, rejected_at)
         self.rejected.close()
         manifest = ImportManifest(
@@ -269,7 +272,7 @@ class ShardImport:
             status=status,
             error=error,
         )
-        write_manifest(self.s3, manifest)
+        write_manifest(self.s3, manifest, manifest_prefix=settings.manifest_prefix)
         self.progress.summary(
             status=status,
             rows_read=counts.rows_read,
@@ -302,7 +305,11 @@ def run_import(
     """
     started_at = datetime.now(UTC)
     key_schema = describe_key_schema(dynamodb, settings.table)
-    source = open_source() if open_source else open_s3_object(s3, settings.bucket, settings.key)
+    source = (
+        open_source()
+        if open_source
+        else open_s3_object(s3, settings.bucket, settings.key, expected_etag=settings.expected_etag)
+    )
     import_id = settings.import_id or derive_import_id(settings.bucket, settings.key, source.etag)
     log.info(
         "importing %s (%s bytes, ETag %s) into table %s as import %s, shard %s of %s, %s writers",
@@ -336,7 +343,7 @@ def run_import(
         except Exception:
             log.exception(
                 "could not write the failed manifest %s",
-                manifest_key(import_id, settings.shard_index, settings.shard_count),
+                manifest_key(settings.manifest_prefix, import_id, settings.shard_index, settings.shard_count),
             )
         raise
     return shard.finish(None)
