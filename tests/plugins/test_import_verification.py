@@ -43,23 +43,39 @@ def clients(local_aws: Any) -> dict[str, Any]:
 
 
 def import_file(
-    clients: dict[str, Any], key: str, rows: list[list[str]], *, max_reject_ratio: float = 1.0
+    clients: dict[str, Any],
+    key: str,
+    rows: list[list[str]],
+    *,
+    max_reject_ratio: float = 1.0,
+    body: bytes | None = None,
+    table: str = TABLE,
 ) -> str:
-    """Land ``rows`` under ``key`` and import them with the real job; returns the import id."""
-    clients["s3"].put_object(Bucket=BUCKET, Key=key, Body=csv_text(HEADER, rows).encode())
+    """Land ``rows`` (or ``body``) under ``key`` and import them with the real job; returns the import id."""
+    clients["s3"].put_object(
+        Bucket=BUCKET, Key=key, Body=csv_text(HEADER, rows).encode() if body is None else body
+    )
     etag = clients["s3"].head_object(Bucket=BUCKET, Key=key)["ETag"]
     import_id = derive_import_id(BUCKET, key, etag)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(
-        ["csv-importer", "--bucket", BUCKET, "--key", key, "--table", TABLE, "--import-id", import_id,
-         "--max-reject-ratio", str(max_reject_ratio)],
+        ["csv-importer", "--bucket", BUCKET, "--key", key, "--table", table, "--import-id", import_id,
+         "--max-reject-ratio", str(max_reject_ratio), "--expected-etag", etag],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return import_id
 
 
-def verify(clients: dict[str, Any], key: str, import_id: str) -> Any:
+def verify(
+    clients: dict[str, Any],
+    key: str,
+    import_id: str,
+    *,
+    table: str = TABLE,
+    key_schema: list[tuple[str, str]] = KEY_SCHEMA,
+    expected_etag: str | None = None,
+) -> Any:
     result, _ = verify_import(
         s3_client=clients["s3"],
         dynamodb_client=clients["dynamodb"],
@@ -69,9 +85,10 @@ def verify(clients: dict[str, Any], key: str, import_id: str) -> Any:
         s3_key=key,
         import_id=import_id,
         shard_count=1,
-        table_name=TABLE,
+        table_name=table,
         index_name=INDEX,
-        key_schema=KEY_SCHEMA,
+        key_schema=key_schema,
+        expected_etag=expected_etag,
     )
     return result
 
@@ -127,3 +144,61 @@ def test_an_import_without_manifests_is_refused_by_name(clients: dict[str, Any])
         VerificationError, match=r"found manifests of 0 of 1 shards under s3://verification-bucket/"
     ):
         verify(clients, "incoming/2026-04-04/never.csv", "0" * 24)
+
+
+def test_a_34_digit_number_key_with_duplicates_verifies_also_when_superseded(clients: dict[str, Any]) -> None:
+    ensure_table(
+        clients["dynamodb"],
+        table_name="verification-numbers",
+        key_schema=[("n", "HASH", "N")],
+        verification_index=INDEX,
+        poll_seconds=0.2,
+    )
+    big = "1234567890123456789012345678901234"  # 34 digits: Python's default context keeps 28
+    first_rows = [[big, "a"], [f"{big}.0", "dup"], [f"{big[:-1]}5", "b"], ["7", "c"]]
+    first_key, second_key = "incoming/2026-04-05/n1.csv", "incoming/2026-04-05/n2.csv"
+    first = import_file(
+        clients, first_key, [], body=csv_text(["n", "v"], first_rows).encode(), table="verification-numbers"
+    )
+    # The second file takes the 34-digit key over (written as +1.234...E+33): the first must still verify,
+    # which means the verifier canonicalises the file's keys and the table's at 38 digits as the job did.
+    second = import_file(
+        clients, second_key, [], body=csv_text(["n", "v"], [[f"+{big[0]}.{big[1:]}E+33", "x"]]).encode(),
+        table="verification-numbers",
+    )  # fmt: skip
+    schema = [("n", "N")]
+    first_result = verify(clients, first_key, first, table="verification-numbers", key_schema=schema)
+    assert (first_result.expected, first_result.counted, first_result.superseded) == (3, 2, 1)
+    assert first_result.unaccounted_keys == []
+    assert first_result.verified
+    assert verify(clients, second_key, second, table="verification-numbers", key_schema=schema).verified
+
+
+@pytest.mark.parametrize(
+    "key", ["incoming/2026-04-06/UPPER.CSV.GZ", "incoming/2026-04-06/gzip-without-suffix.csv"]
+)
+def test_gzip_files_are_read_back_by_content_when_keys_were_taken_over(
+    clients: dict[str, Any], key: str
+) -> None:
+    import gzip
+
+    first = import_file(clients, key, [], body=gzip.compress(csv_text(HEADER, rows(0, 10)).encode()))
+    import_file(clients, f"{key}.later.csv", rows(5, 12))  # takes k0005..k0009 over: the file must be re-read
+
+    result = verify(clients, key, first)
+
+    assert (result.expected, result.counted, result.superseded) == (10, 5, 5)
+    assert result.unaccounted_keys == []
+    assert result.verified
+
+
+def test_manifests_naming_another_etag_than_planned_are_refused(clients: dict[str, Any]) -> None:
+    key = "incoming/2026-04-07/a.csv"
+    import_id = import_file(clients, key, rows(0, 3))
+    etag = clients["s3"].head_object(Bucket=BUCKET, Key=key)["ETag"]
+
+    assert verify(clients, key, import_id, expected_etag=etag).verified
+    with pytest.raises(
+        VerificationError, match=r"the manifests name ETag\(s\) .* planned for ETag \"other\""
+    ):
+        verify(clients, key, import_id, expected_etag='"other"')
