@@ -10,7 +10,7 @@ BENCH_ARGS  ?=
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv test test-fast lint format demo bench local-aws push-image clean
+.PHONY: venv test test-fast lint format demo bench local-aws config push-image clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,10 @@ bench: $(STAMP)
 
 local-aws: $(STAMP)
 	$(BIN)/python -m include.local_aws --port $(PORT)
+
+# The resolved pipeline config (every CSV_IMPORT__ override applied) as JSON; exit 2 on an invalid config
+config: $(STAMP)
+	@PYTHONPATH=plugins $(BIN)/python -m batch_import.config
 
 # Build the job image and push it to ECR (README, "Deploying to real AWS"): make push-image TAG=v1
 push-image: $(STAMP)

@@ -1,19 +1,28 @@
 """The pipeline's declarative configuration, read from one TOML file, overridable by environment.
 
-``include/config/pipeline.toml`` is the single source of names, sizes, schedule, image and key schema.
+``include/config/pipeline.toml`` is the single source of names, sizes, schedule, image and key schemas.
+Its shared sections (``aws``, ``bucket``, ``iam``, ``batch``, ``schedule``, ``import``) hold the defaults of
+every feed; each ``[[feeds]]`` entry declares one feed (one kind of file: its landing prefix, table, key
+schema and column types) and may override any ``schedule`` or ``import`` key for itself.
+
 Every key can be overridden per deployment with ``CSV_IMPORT__<SECTION>__<KEY>`` (for example
-``CSV_IMPORT__AWS__REGION=eu-west-1``); ``CSV_IMPORT_CONFIG`` points at another file. Loading is pure
-(file + environment, no AWS call), so DAG files may call :func:`load_config` at parse time.
+``CSV_IMPORT__AWS__REGION=eu-west-1``), a feed's keys with ``CSV_IMPORT__FEEDS__<NAME>__<KEY>`` (for example
+``CSV_IMPORT__FEEDS__ORDERS__TABLE=orders-prod``); ``CSV_IMPORT_CONFIG`` points at another file. Loading is
+pure (file + environment, no AWS call), so DAG files may call :func:`load_config` at parse time.
+
+``python -m batch_import.config`` prints the resolved configuration as JSON (exit 2 on an invalid one).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -23,6 +32,11 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "include" / "config"
 
 COMPUTE_TYPES = ("FARGATE", "FARGATE_SPOT", "EC2", "SPOT")
 KEY_TYPES = ("S", "N")
+FEED_NAME = re.compile(r"[a-z][a-z0-9_]*")
+IMPORT_DAG_PREFIX = "import_"
+DEFAULT_VERIFICATION_INDEX = "importSlot-index"
+# IAM role names are at most 64 characters; a feed's job role is ``<iam.job_role>-<feed name>``.
+MAX_ROLE_NAME = 64
 
 
 class ConfigError(ValueError):
@@ -123,24 +137,88 @@ class ImportConfig:
 
 
 @dataclass(frozen=True)
+class FeedConfig:
+    """One feed: a kind of CSV file, where it lands, the table it goes to, and its own schedule and import.
+
+    ``schedule`` and ``import_`` are the feed's effective settings (the shared sections with the feed's own
+    overrides applied). The derived names (DAG id, bookkeeping prefixes, job role, job definition) are
+    computed here once, from the feed's name and the shared sections.
+    """
+
+    name: str
+    landing_prefix: str
+    table: TableConfig
+    schedule: ScheduleConfig
+    import_: ImportConfig
+    manifest_prefix: str
+    rejected_prefix: str
+    job_role: str
+    job_definition: str
+
+    @property
+    def dag_id(self) -> str:
+        return f"{IMPORT_DAG_PREFIX}{self.name}"
+
+    @property
+    def column_types(self) -> str:
+        return self.import_.column_types
+
+    def as_dict(self) -> dict[str, Any]:
+        """The feed as ``python -m batch_import.config`` prints it (flat table keys, effective settings)."""
+        return {
+            "name": self.name,
+            "dag_id": self.dag_id,
+            "landing_prefix": self.landing_prefix,
+            "table": self.table.name,
+            "partition_key": self.table.partition_key,
+            "partition_key_type": self.table.partition_key_type,
+            "sort_key": self.table.sort_key,
+            "sort_key_type": self.table.sort_key_type,
+            "verification_index": self.table.verification_index,
+            "column_types": self.column_types,
+            "manifest_prefix": self.manifest_prefix,
+            "rejected_prefix": self.rejected_prefix,
+            "job_role": self.job_role,
+            "job_definition": self.job_definition,
+            "schedule": dataclasses.asdict(self.schedule),
+            "import": dataclasses.asdict(self.import_),
+        }
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     aws: AwsConfig
     bucket: BucketConfig
-    table: TableConfig
     iam: IamConfig
     batch: BatchConfig
     schedule: ScheduleConfig
     import_: ImportConfig
+    feeds: tuple[FeedConfig, ...]
     source: str = ""
 
+    def feed(self, name: str) -> FeedConfig:
+        """The feed called ``name``; :class:`KeyError` naming the configured feeds otherwise."""
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        raise KeyError(f"no feed {name!r} in the pipeline config (feeds: {', '.join(self.feed_names)})")
+
+    @property
+    def feed_names(self) -> tuple[str, ...]:
+        return tuple(feed.name for feed in self.feeds)
+
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The resolved configuration: shared sections under their file names, then ``feeds``."""
+        resolved: dict[str, Any] = {"source": self.source}
+        for section, (attr, _) in _SECTIONS.items():
+            resolved[section] = dataclasses.asdict(getattr(self, attr))
+        resolved["feeds"] = [feed.as_dict() for feed in self.feeds]
+        return resolved
 
 
 _SECTIONS: dict[str, tuple[str, type]] = {
     "aws": ("aws", AwsConfig),
     "bucket": ("bucket", BucketConfig),
-    "table": ("table", TableConfig),
     "iam": ("iam", IamConfig),
     "batch": ("batch", BatchConfig),
     "schedule": ("schedule", ScheduleConfig),
@@ -192,38 +270,102 @@ def _validate(config: PipelineConfig) -> None:
         raise ConfigError(
             f"pipeline config batch.compute_type: {config.batch.compute_type!r} is not one of {COMPUTE_TYPES}"
         )
-    for key in ("partition_key_type", "sort_key_type"):
-        if getattr(config.table, key) not in KEY_TYPES:
-            raise ConfigError(f"pipeline config table.{key}: must be one of {KEY_TYPES}")
-    if not config.table.partition_key:
-        raise ConfigError("pipeline config table.partition_key: must not be empty")
     for key in ("landing_prefix", "rejected_prefix", "manifest_prefix"):
-        prefix = getattr(config.bucket, key)
-        if not prefix.endswith("/") or prefix.startswith("/"):
-            raise ConfigError(
-                f"pipeline config bucket.{key}: {prefix!r} must end with '/' and not start with '/'"
-            )
+        _check_prefix_form(f"bucket.{key}", getattr(config.bucket, key))
     prefixes = [config.bucket.landing_prefix, config.bucket.rejected_prefix, config.bucket.manifest_prefix]
     for a in prefixes:
         for b in prefixes:
             if a is not b and a.startswith(b):
                 raise ConfigError(f"pipeline config bucket: prefixes {a!r} and {b!r} overlap")
-    from csv_importer.inputs import EMPTY_CELLS_CHOICES
-
-    if config.import_.empty_cells not in EMPTY_CELLS_CHOICES:
-        raise ConfigError(
-            f"pipeline config import.empty_cells: {config.import_.empty_cells!r} is not one of {EMPTY_CELLS_CHOICES}"
-        )
-    if not 0.0 <= config.import_.max_reject_ratio <= 1.0:
-        raise ConfigError("pipeline config import.max_reject_ratio: must be between 0 and 1")
     if config.batch.attempts < 1 or config.batch.attempts > 10:
         raise ConfigError("pipeline config batch.attempts: AWS Batch allows 1 to 10 attempts")
-    if config.import_.max_shards < 1 or config.import_.max_shards > 10000:
-        raise ConfigError("pipeline config import.max_shards: must be between 1 and 10000")
-    _validate_schedule(config.schedule)
+    _validate_import("import", config.import_)
+    _validate_schedule("schedule", config.schedule)
+    if not config.feeds:
+        raise ConfigError("pipeline config feeds: no [[feeds]] declared; declare at least one feed")
+    for feed in config.feeds:
+        _validate_feed(config, feed)
+    _validate_feeds_apart(config.feeds)
 
 
-def _validate_schedule(schedule: ScheduleConfig) -> None:
+def _check_prefix_form(where: str, prefix: str) -> None:
+    if not prefix.endswith("/") or prefix.startswith("/"):
+        raise ConfigError(f"pipeline config {where}: {prefix!r} must end with '/' and not start with '/'")
+    if any(segment in ("", ".", "..") for segment in prefix[:-1].split("/")):
+        raise ConfigError(f"pipeline config {where}: {prefix!r} has an empty, '.' or '..' path segment")
+
+
+def _validate_feed(config: PipelineConfig, feed: FeedConfig) -> None:
+    where = f"feeds.{feed.name}"
+    _check_prefix_form(f"{where}.landing_prefix", feed.landing_prefix)
+    if not feed.landing_prefix.startswith(config.bucket.landing_prefix):
+        raise ConfigError(
+            f"pipeline config {where}.landing_prefix: {feed.landing_prefix!r} is not under the bucket's landing "
+            f"prefix {config.bucket.landing_prefix!r} (bucket.landing_prefix)"
+        )
+    if not feed.table.name:
+        raise ConfigError(f"pipeline config {where}.table: must not be empty")
+    if not feed.table.partition_key:
+        raise ConfigError(f"pipeline config {where}.partition_key: must not be empty")
+    if feed.table.partition_key_type not in KEY_TYPES:
+        raise ConfigError(
+            f"pipeline config {where}.partition_key_type: {feed.table.partition_key_type!r} is not one of "
+            f"{KEY_TYPES}"
+        )
+    if feed.table.sort_key and feed.table.sort_key_type not in KEY_TYPES:
+        raise ConfigError(
+            f"pipeline config {where}.sort_key_type: {feed.table.sort_key_type!r} is not one of {KEY_TYPES}"
+        )
+    if feed.table.sort_key == feed.table.partition_key:
+        raise ConfigError(f"pipeline config {where}.sort_key: must differ from the partition key")
+    if len(feed.job_role) > MAX_ROLE_NAME:
+        raise ConfigError(
+            f"pipeline config {where}.name: the feed's job role {feed.job_role!r} is longer than IAM's "
+            f"{MAX_ROLE_NAME} characters; choose a shorter feed name or iam.job_role"
+        )
+    _validate_import(where, feed.import_)
+    _validate_schedule(where, feed.schedule)
+
+
+def _validate_feeds_apart(feeds: tuple[FeedConfig, ...]) -> None:
+    """No two feeds share a name or a table, and no landing prefix lies inside another feed's."""
+    seen_tables: dict[str, str] = {}
+    for feed in feeds:
+        other = seen_tables.setdefault(feed.table.name, feed.name)
+        if other != feed.name:
+            raise ConfigError(
+                f"pipeline config feeds.{feed.name}.table: {feed.table.name!r} is already the table of feed "
+                f"{other!r}; every feed has its own table"
+            )
+    for feed in feeds:
+        for other in feeds:
+            if other is not feed and feed.landing_prefix.startswith(other.landing_prefix):
+                raise ConfigError(
+                    f"pipeline config feeds.{feed.name}.landing_prefix: {feed.landing_prefix!r} overlaps feed "
+                    f"{other.name!r}'s landing prefix {other.landing_prefix!r}; a file must belong to one feed"
+                )
+
+
+def _validate_import(where: str, settings: ImportConfig) -> None:
+    from csv_importer.exit_codes import UsageProblem
+    from csv_importer.inputs import EMPTY_CELLS_CHOICES
+    from csv_importer.settings import parse_column_types
+
+    if settings.empty_cells not in EMPTY_CELLS_CHOICES:
+        raise ConfigError(
+            f"pipeline config {where}.empty_cells: {settings.empty_cells!r} is not one of {EMPTY_CELLS_CHOICES}"
+        )
+    if not 0.0 <= settings.max_reject_ratio <= 1.0:
+        raise ConfigError(f"pipeline config {where}.max_reject_ratio: must be between 0 and 1")
+    if settings.max_shards < 1 or settings.max_shards > 10000:
+        raise ConfigError(f"pipeline config {where}.max_shards: must be between 1 and 10000")
+    try:
+        parse_column_types(settings.column_types)
+    except UsageProblem as err:
+        raise ConfigError(f"pipeline config {where}.column_types: {err}") from err
+
+
+def _validate_schedule(where: str, schedule: ScheduleConfig) -> None:
     """A run triggered for one ``s3_key`` must never queue behind scheduled runs that wait for files.
 
     With catchup off, a scheduled run's sensor gives up (skips the run) before the next tick creates the
@@ -232,36 +374,157 @@ def _validate_schedule(schedule: ScheduleConfig) -> None:
     """
     if schedule.max_active_runs < 2:
         raise ConfigError(
-            "pipeline config schedule.max_active_runs: must be at least 2, so that a run triggered for one "
+            f"pipeline config {where}.max_active_runs: must be at least 2, so that a run triggered for one "
             "s3_key never waits behind a scheduled run whose sensor is waiting for files"
         )
     if schedule.sensor_grace_seconds < 1 or schedule.sensor_poke_seconds < 1:
         raise ConfigError(
-            "pipeline config schedule.sensor_grace_seconds/sensor_poke_seconds: must be positive"
+            f"pipeline config {where}.sensor_grace_seconds/sensor_poke_seconds: must be positive"
         )
-    from datetime import datetime, timedelta
+    shortest = _shortest_interval(schedule.cron, where)
+    if timedelta(seconds=schedule.sensor_grace_seconds) >= shortest:
+        raise ConfigError(
+            f"pipeline config {where}.sensor_grace_seconds: {schedule.sensor_grace_seconds} s must be shorter "
+            f"than the schedule's shortest interval ({int(shortest.total_seconds())} s), or waiting runs pile up"
+        )
 
+
+@functools.cache
+def _shortest_interval(cron: str, where: str) -> timedelta:
     from croniter import croniter  # an Airflow dependency; imported here so the job never needs it
 
     try:
-        ticks = croniter(schedule.cron, datetime(2001, 1, 1))
+        ticks = croniter(cron, datetime(2001, 1, 1))
     except (ValueError, KeyError) as err:
-        raise ConfigError(
-            f"pipeline config schedule.cron: {schedule.cron!r} is not a cron expression: {err}"
-        ) from err
+        raise ConfigError(f"pipeline config {where}.cron: {cron!r} is not a cron expression: {err}") from err
     times = [ticks.get_next(datetime) for _ in range(16)]
-    shortest = min(later - earlier for earlier, later in zip(times, times[1:], strict=False))
-    if timedelta(seconds=schedule.sensor_grace_seconds) >= shortest:
+    return min(later - earlier for earlier, later in zip(times, times[1:], strict=False))
+
+
+def _section_values(
+    where: str, cls: type, values: Mapping[str, Any], env: Mapping[str, str], env_prefix: str
+) -> dict[str, Any]:
+    """Every field of ``cls``: its ``env_prefix<KEY>`` variable, else the file's value; typed."""
+    kwargs: dict[str, Any] = {}
+    for key, hint in get_type_hints(cls).items():
+        env_name = f"{env_prefix}{key.upper()}"
+        if env_name in env:
+            value: Any = env[env_name]
+        elif key in values:
+            value = values[key]
+        else:
+            raise ConfigError(f"pipeline config {where} is missing {key!r}")
+        kwargs[key] = _coerce(where, key, value, hint)
+    return kwargs
+
+
+# A feed's own keys, their types and defaults (None: required). ``landing_prefix`` defaults to
+# ``<bucket.landing_prefix><name>/``; any key of ``schedule`` and ``import`` may be set too.
+_FEED_KEYS: dict[str, tuple[type, Any]] = {
+    "name": (str, None),
+    "landing_prefix": (str, ""),
+    "table": (str, None),
+    "partition_key": (str, None),
+    "partition_key_type": (str, "S"),
+    "sort_key": (str, ""),
+    "sort_key_type": (str, ""),
+    "verification_index": (str, DEFAULT_VERIFICATION_INDEX),
+}
+
+
+def _feed_env(env: Mapping[str, str], name: str) -> dict[str, str]:
+    prefix = f"{ENV_PREFIX}FEEDS__{name.upper()}__"
+    return {key[len(prefix) :].lower(): value for key, value in env.items() if key.startswith(prefix)}
+
+
+def _build_feed(
+    index: int,
+    raw: Any,
+    env: Mapping[str, str],
+    *,
+    bucket: BucketConfig,
+    iam: IamConfig,
+    batch: BatchConfig,
+    schedule: ScheduleConfig,
+    import_: ImportConfig,
+) -> FeedConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"pipeline config feeds[{index}]: expected a table ([[feeds]]), got {raw!r}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not FEED_NAME.fullmatch(name):
+        raise ConfigError(f"pipeline config feeds[{index}].name: {name!r} must match {FEED_NAME.pattern}")
+    if "__" in name or name.endswith("_"):
         raise ConfigError(
-            f"pipeline config schedule.sensor_grace_seconds: {schedule.sensor_grace_seconds} s must be shorter "
-            f"than the schedule's shortest interval ({int(shortest.total_seconds())} s), or waiting runs pile up"
+            f"pipeline config feeds[{index}].name: {name!r} must not contain '__' or end in '_' (its "
+            "environment overrides CSV_IMPORT__FEEDS__<NAME>__<KEY> would be ambiguous)"
+        )
+    where = f"feeds.{name}"
+    schedule_keys = set(get_type_hints(ScheduleConfig))
+    import_keys = set(get_type_hints(ImportConfig))
+    known = set(_FEED_KEYS) | schedule_keys | import_keys
+    overrides = _feed_env(env, name)
+    for origin, keys in (("key", set(raw)), ("environment override", set(overrides))):
+        unknown = keys - known
+        if unknown:
+            raise ConfigError(
+                f"pipeline config {where}: unknown {origin} {sorted(unknown)} (a feed has "
+                f"{', '.join(_FEED_KEYS)} and the keys of [schedule] and [import])"
+            )
+    if "name" in overrides:
+        raise ConfigError(f"pipeline config {where}.name: a feed's name cannot be overridden")
+    values = {**raw, **overrides}
+    own: dict[str, Any] = {}
+    for key, (hint, default) in _FEED_KEYS.items():
+        if key not in values:
+            if default is None:
+                raise ConfigError(f"pipeline config {where} is missing {key!r}")
+            own[key] = default
+        else:
+            own[key] = _coerce(where, key, values[key], hint)
+    sort_key_type = own["sort_key_type"] or ("S" if own["sort_key"] else "")
+    if not own["sort_key"]:
+        sort_key_type = ""
+    table = TableConfig(
+        name=own["table"],
+        partition_key=own["partition_key"],
+        partition_key_type=own["partition_key_type"],
+        sort_key=own["sort_key"],
+        sort_key_type=sort_key_type,
+        verification_index=own["verification_index"],
+    )
+    return FeedConfig(
+        name=name,
+        landing_prefix=own["landing_prefix"] or f"{bucket.landing_prefix}{name}/",
+        table=table,
+        schedule=_with_overrides(where, schedule, values, schedule_keys),
+        import_=_with_overrides(where, import_, values, import_keys),
+        manifest_prefix=f"{bucket.manifest_prefix}{name}/",
+        rejected_prefix=f"{bucket.rejected_prefix}{name}/",
+        job_role=f"{iam.job_role}-{name}",
+        job_definition=f"{batch.job_definition}-{name}",
+    )
+
+
+def _with_overrides(where: str, shared: Any, values: Mapping[str, Any], keys: set[str]) -> Any:
+    hints = get_type_hints(type(shared))
+    changes = {key: _coerce(where, key, values[key], hints[key]) for key in keys if key in values}
+    return dataclasses.replace(shared, **changes)
+
+
+def _refuse_retired_table_section(raw: Mapping[str, Any], env: Mapping[str, str], config_path: Path) -> None:
+    retired = sorted(name for name in env if name.startswith(f"{ENV_PREFIX}TABLE__"))
+    if "table" in raw or retired:
+        where = f"file {config_path}" if "table" in raw else f"environment {', '.join(retired)}"
+        raise ConfigError(
+            f"pipeline config [table] ({where}): the table is a feed's now; move its keys into a [[feeds]] "
+            "entry (table, partition_key, ...) and override them with CSV_IMPORT__FEEDS__<NAME>__<KEY>"
         )
 
 
 def load_config(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> PipelineConfig:
-    """Read the pipeline config file and apply ``CSV_IMPORT__SECTION__KEY`` environment overrides."""
+    """Read the pipeline config file and apply the ``CSV_IMPORT__...`` environment overrides."""
     env = os.environ if environ is None else environ
     config_path = Path(path or env.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
     try:
@@ -271,29 +534,75 @@ def load_config(
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"pipeline config file {config_path} is not valid TOML: {err}") from err
 
-    unknown_sections = set(raw) - set(_SECTIONS)
+    _refuse_retired_table_section(raw, env, config_path)
+    unknown_sections = set(raw) - set(_SECTIONS) - {"feeds"}
     if unknown_sections:
         raise ConfigError(f"pipeline config file {config_path}: unknown sections {sorted(unknown_sections)}")
 
     built: dict[str, Any] = {}
     for section, (attr, cls) in _SECTIONS.items():
         values = dict(raw.get(section, {}))
-        hints = get_type_hints(cls)
-        unknown = set(values) - set(hints)
+        unknown = set(values) - set(get_type_hints(cls))
         if unknown:
             raise ConfigError(f"pipeline config [{section}]: unknown keys {sorted(unknown)}")
-        kwargs: dict[str, Any] = {}
-        for key, hint in hints.items():
-            env_name = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
-            if env_name in env:
-                value: Any = env[env_name]
-            elif key in values:
-                value = values[key]
-            else:
-                raise ConfigError(f"pipeline config [{section}] is missing {key!r} (file {config_path})")
-            kwargs[key] = _coerce(section, key, value, hint)
+        kwargs = _section_values(section, cls, values, env, f"{ENV_PREFIX}{section.upper()}__")
         built[attr] = cls(**kwargs)
 
-    config = PipelineConfig(**built, source=str(config_path))
+    raw_feeds = raw.get("feeds", [])
+    if not isinstance(raw_feeds, list):
+        raise ConfigError(f"pipeline config file {config_path}: feeds must be an array of tables ([[feeds]])")
+    feeds: list[FeedConfig] = []
+    for index, raw_feed in enumerate(raw_feeds):
+        feed = _build_feed(
+            index,
+            raw_feed,
+            env,
+            bucket=built["bucket"],
+            iam=built["iam"],
+            batch=built["batch"],
+            schedule=built["schedule"],
+            import_=built["import_"],
+        )
+        if feed.name in (seen.name for seen in feeds):
+            raise ConfigError(f"pipeline config feeds[{index}].name: feed {feed.name!r} is declared twice")
+        feeds.append(feed)
+    declared = {feed.name.upper() for feed in feeds}
+    for name in sorted(env):
+        if name.startswith(f"{ENV_PREFIX}FEEDS__"):
+            feed_part = name[len(f"{ENV_PREFIX}FEEDS__") :].split("__", 1)[0]
+            if feed_part not in declared:
+                raise ConfigError(
+                    f"pipeline config feeds.{feed_part.lower()}: environment override {name} names no declared "
+                    f"feed (feeds: {', '.join(feed.name for feed in feeds)})"
+                )
+
+    config = PipelineConfig(**built, feeds=tuple(feeds), source=str(config_path))
     _validate(config)
     return config
+
+
+def feed_for_dag_id(config: PipelineConfig, dag_id: str) -> FeedConfig | None:
+    """The feed whose import DAG is ``dag_id``, or ``None``."""
+    for feed in config.feeds:
+        if feed.dag_id == dag_id:
+            return feed
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the resolved configuration as JSON; on an invalid config print the error and return 2."""
+    import json
+    import sys
+
+    del argv
+    try:
+        config = load_config()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(config.as_dict(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
