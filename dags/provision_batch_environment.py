@@ -1,19 +1,21 @@
 """
 ### Provision the Batch environment of the CSV import
 
-Triggered by hand, safe to run at any time. It brings what `import_csv_to_dynamodb` needs to the state
-described in `include/config/pipeline.toml` (plus `CSV_IMPORT__SECTION__KEY` environment overrides):
+Triggered by hand, safe to run at any time. It brings what every feed's `import_<feed>` DAG needs to the state
+described in `include/config/pipeline.toml` (plus `CSV_IMPORT__...` environment overrides):
 
 | task | resource |
 |---|---|
 | `ensure_bucket` | S3 bucket: public access blocked, default encryption |
-| `ensure_table` | DynamoDB table: on demand, configured keys, PITR, the `importSlot` verification index |
-| `ensure_job_role`, `ensure_execution_role` | IAM roles (least-privilege job policy; ECS task execution) |
+| `ensure_execution_role` | IAM role for ECS task execution (shared) |
 | `ensure_instance_role`, `ensure_instance_profile` | EC2 / SPOT compute environments only |
 | `ensure_log_group` | CloudWatch log group of the job's awslogs driver |
-| `ensure_compute_environment` → `ensure_job_queue` | Batch, waited on until VALID and ENABLED |
-| `ensure_job_definition` | a new revision only when its content changed |
-| `summarize` | XCom `{resource: created / updated / unchanged}` |
+| `ensure_compute_environment` → `ensure_job_queue` | Batch, shared by every feed, waited on until VALID and ENABLED |
+| `<feed>.ensure_table` | the feed's DynamoDB table: on demand, its keys, PITR, the verification index |
+| `<feed>.ensure_job_role` | the feed's IAM role: only its landing prefix, its bookkeeping prefixes, its table |
+| `<feed>.ensure_job_definition` | the feed's job definition, a new revision only when its content changed |
+| `report_unconfigured_feeds` | logs feeds provisioned before but no longer configured (left alone) |
+| `summarize` | XCom `{resource: created / updated / unchanged}`, feed resources as `<feed>.<resource>` |
 
 Every task describes first, creates what is missing, updates in place what differs, and makes no mutating
 call when nothing differs. A change that cannot be made in place (another table key schema, another compute
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, TaskGroup
 
 from batch_import.config import load_config
 from batch_import.provisioning.batch import FARGATE_TYPES, job_environment_from_config
@@ -40,6 +42,7 @@ from batch_import.provisioning_operators import (
     EnsureLogGroupOperator,
     EnsureTableOperator,
     ProvisioningSummaryOperator,
+    ReportUnconfiguredFeedsOperator,
 )
 
 config = load_config()
@@ -57,25 +60,6 @@ with DAG(
 ) as dag:
     bucket = EnsureBucketOperator(
         task_id="ensure_bucket", bucket_name=config.bucket.name, kms_key_id=config.bucket.kms_key_id, **aws
-    )
-    table = EnsureTableOperator(
-        task_id="ensure_table",
-        table_name=config.table.name,
-        key_schema=config.table.key_schema,
-        verification_index=config.table.verification_index,
-        **aws,
-    )
-    job_role = EnsureJobRoleOperator(
-        task_id="ensure_job_role",
-        role_name=config.iam.job_role,
-        path=config.iam.path,
-        bucket_name=config.bucket.name,
-        landing_prefix=config.bucket.landing_prefix,
-        rejected_prefix=config.bucket.rejected_prefix,
-        manifest_prefix=config.bucket.manifest_prefix,
-        table_name=config.table.name,
-        kms_key_id=config.bucket.kms_key_id,
-        **aws,
     )
     execution_role = EnsureExecutionRoleOperator(
         task_id="ensure_execution_role", role_name=config.iam.execution_role, path=config.iam.path, **aws
@@ -103,25 +87,52 @@ with DAG(
         ready_timeout_seconds=config.batch.ready_timeout_seconds,
         **aws,
     )
-    job_definition = EnsureJobDefinitionOperator(
-        task_id="ensure_job_definition",
-        job_definition_name=config.batch.job_definition,
-        image=config.batch.image,
-        command=config.batch.command,
-        vcpus=config.batch.vcpus,
-        memory_mib=config.batch.memory_mib,
-        environment=job_environment_from_config(config),
-        job_role_name=config.iam.job_role,
-        execution_role_name=config.iam.execution_role,
-        attempts=config.batch.attempts,
-        attempt_timeout_seconds=config.batch.attempt_timeout_seconds,
-        log_group=config.batch.log_group,
-        compute_type=config.batch.compute_type,
-        assign_public_ip=config.batch.assign_public_ip,
-        **aws,
-    )
+    ensure_tasks = [bucket, execution_role, log_group, compute_environment, job_queue]
 
-    ensure_tasks = [bucket, table, job_role, execution_role, log_group, compute_environment, job_queue]
+    for feed in config.feeds:
+        with TaskGroup(group_id=feed.name, tooltip=f"feed {feed.name}: table, job role, job definition"):
+            table = EnsureTableOperator(
+                task_id="ensure_table",
+                feed=feed.name,
+                table_name=feed.table.name,
+                key_schema=feed.table.key_schema,
+                verification_index=feed.table.verification_index,
+                **aws,
+            )
+            job_role = EnsureJobRoleOperator(
+                task_id="ensure_job_role",
+                feed=feed.name,
+                role_name=feed.job_role,
+                path=config.iam.path,
+                bucket_name=config.bucket.name,
+                landing_prefix=feed.landing_prefix,
+                rejected_prefix=feed.rejected_prefix,
+                manifest_prefix=feed.manifest_prefix,
+                table_name=feed.table.name,
+                kms_key_id=config.bucket.kms_key_id,
+                **aws,
+            )
+            job_definition = EnsureJobDefinitionOperator(
+                task_id="ensure_job_definition",
+                feed=feed.name,
+                job_definition_name=feed.job_definition,
+                image=config.batch.image,
+                command=config.batch.command,
+                vcpus=config.batch.vcpus,
+                memory_mib=config.batch.memory_mib,
+                environment=job_environment_from_config(config, feed),
+                job_role_name=feed.job_role,
+                execution_role_name=config.iam.execution_role,
+                attempts=config.batch.attempts,
+                attempt_timeout_seconds=config.batch.attempt_timeout_seconds,
+                log_group=config.batch.log_group,
+                compute_type=config.batch.compute_type,
+                assign_public_ip=config.batch.assign_public_ip,
+                **aws,
+            )
+            [job_role, execution_role, log_group] >> job_definition
+        ensure_tasks += [table, job_role, job_definition]
+
     if uses_instances:
         instance_role = EnsureInstanceRoleOperator(
             task_id="ensure_instance_role", role_name=config.iam.instance_role, path=config.iam.path, **aws
@@ -136,7 +147,13 @@ with DAG(
         instance_role >> instance_profile >> compute_environment
         ensure_tasks += [instance_role, instance_profile]
     compute_environment >> job_queue
-    [job_role, execution_role, log_group] >> job_definition
-    ensure_tasks.append(job_definition)
 
+    ReportUnconfiguredFeedsOperator(
+        task_id="report_unconfigured_feeds",
+        role_base=config.iam.job_role,
+        iam_path=config.iam.path,
+        job_definition_base=config.batch.job_definition,
+        configured_feeds=config.feed_names,
+        **aws,
+    )
     ProvisioningSummaryOperator(task_id="summarize", results=[task.output for task in ensure_tasks])

@@ -500,9 +500,23 @@ def _build_feed(
         import_=_with_overrides(where, import_, values, import_keys),
         manifest_prefix=f"{bucket.manifest_prefix}{name}/",
         rejected_prefix=f"{bucket.rejected_prefix}{name}/",
-        job_role=f"{iam.job_role}-{name}",
-        job_definition=f"{batch.job_definition}-{name}",
+        job_role=feed_resource_name(iam.job_role, name),
+        job_definition=feed_resource_name(batch.job_definition, name),
     )
+
+
+def feed_resource_name(base: str, feed_name: str) -> str:
+    """A feed's own job role or job definition: the shared name plus ``-<feed>`` (``csv-import-job-orders``)."""
+    return f"{base}-{feed_name}"
+
+
+def feed_name_of_resource(base: str, resource_name: str) -> str | None:
+    """The feed a job role or job definition named by :func:`feed_resource_name` belongs to, else ``None``."""
+    prefix = feed_resource_name(base, "")
+    if not resource_name.startswith(prefix):
+        return None
+    name = resource_name[len(prefix) :]
+    return name if FEED_NAME.fullmatch(name) else None
 
 
 def _with_overrides(where: str, shared: Any, values: Mapping[str, Any], keys: set[str]) -> Any:

@@ -23,17 +23,27 @@ from batch_import.provisioning import dynamodb as dynamodb_resources
 from batch_import.provisioning import iam as iam_resources
 from batch_import.provisioning import logs as logs_resources
 from batch_import.provisioning import s3 as s3_resources
+from batch_import.provisioning.feeds import find_unconfigured_feeds
 from batch_import.provisioning.hook import ProvisioningHook
+from batch_import.provisioning.outcome import summary_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
 class EnsureResourceOperator(AwsBaseOperator[ProvisioningHook]):
-    """Base: ensure one resource, log the outcome, push it to XCom. Subclasses implement :meth:`ensure`."""
+    """Base: ensure one resource, log the outcome, push it to XCom. Subclasses implement :meth:`ensure`.
+
+    :param feed: the feed the resource belongs to (its table, job role, job definition); empty for a shared
+        resource. The XCom then carries ``feed`` and the summary names the resource ``<feed>.<resource>``.
+    """
 
     aws_hook_class = ProvisioningHook
     ui_color = "#e8f4ea"
+
+    def __init__(self, *, feed: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.feed = feed
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:
@@ -41,8 +51,15 @@ class EnsureResourceOperator(AwsBaseOperator[ProvisioningHook]):
         except ProvisioningError as err:
             # A change that cannot be made in place: a retry would only repeat the refusal.
             raise AirflowFailException(str(err)) from err
+        if self.feed:
+            self.log.info("Provisioning feed %s: %s", self.feed, result.describe())
+            return {**result.as_dict(), "feed": self.feed}
         self.log.info("Provisioning: %s", result.describe())
         return result.as_dict()
+
+    def summary_key(self, result: ProvisionResult) -> str:
+        """The name of ``result`` in the run's summary (``job_queue``, ``orders.table``)."""
+        return summary_key(result.resource, self.feed)
 
     def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
         raise NotImplementedError
@@ -384,6 +401,53 @@ class EnsureJobDefinitionOperator(EnsureResourceOperator):
         )
 
 
+class ReportUnconfiguredFeedsOperator(AwsBaseOperator[ProvisioningHook]):
+    """Logs every feed that was provisioned but is no longer in the config; changes nothing, deletes nothing.
+
+    Its XCom is the list of such feeds (name, job role, job definition, table).
+    """
+
+    aws_hook_class = ProvisioningHook
+    template_fields: Sequence[str] = aws_template_fields("role_base", "iam_path", "job_definition_base")
+
+    def __init__(
+        self,
+        *,
+        role_base: str,
+        iam_path: str,
+        job_definition_base: str,
+        configured_feeds: Sequence[str],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.role_base = role_base
+        self.iam_path = iam_path
+        self.job_definition_base = job_definition_base
+        self.configured_feeds = configured_feeds
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        leftovers = find_unconfigured_feeds(
+            self.hook.client_for("iam"),
+            self.hook.client_for("batch"),
+            role_base=self.role_base,
+            iam_path=self.iam_path,
+            job_definition_base=self.job_definition_base,
+            configured=self.configured_feeds,
+        )
+        for feed in leftovers:
+            self.log.warning(
+                "Feed %s is no longer configured: left alone, nothing is deleted (job role %s, job definition "
+                "%s, table %s)",
+                feed.name,
+                feed.job_role or "-",
+                feed.job_definition or "-",
+                feed.table or "-",
+            )
+        if not leftovers:
+            self.log.info("Every provisioned feed is configured (%s)", ", ".join(self.configured_feeds))
+        return [feed.as_dict() for feed in leftovers]
+
+
 class ProvisioningSummaryOperator(BaseOperator):
     """Collects the ensure tasks' results into ``{resource: created|updated|unchanged}`` (its XCom)."""
 
@@ -398,7 +462,7 @@ class ProvisioningSummaryOperator(BaseOperator):
         for result in self.results:
             self.log.info(
                 "%s %s: %s %s",
-                result["resource"],
+                summary_key(result["resource"], result.get("feed") or ""),
                 result["name"],
                 result["action"],
                 result.get("changes") or "",

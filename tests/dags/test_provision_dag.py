@@ -14,19 +14,19 @@ import boto3
 import pytest
 from botocore.client import BaseClient
 
+from batch_import.config import load_config
+from tests.fixtures.feeds import first_feed
+
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "provision_batch_environment.py"
 DAG_ID = "provision_batch_environment"
 READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Head")
-FARGATE_RESOURCES = (
-    "bucket",
-    "table",
-    "job_role",
-    "execution_role",
-    "log_group",
-    "compute_environment",
-    "job_queue",
-    "job_definition",
+SHIPPED = load_config(environ={})
+SHARED_RESOURCES = ("bucket", "execution_role", "log_group", "compute_environment", "job_queue")
+FEED_RESOURCES = ("table", "job_role", "job_definition")
+FARGATE_RESOURCES = SHARED_RESOURCES + tuple(
+    f"{feed.name}.{resource}" for feed in SHIPPED.feeds for resource in FEED_RESOURCES
 )
+FIRST = first_feed(SHIPPED)
 
 
 class AwsCalls:
@@ -112,10 +112,15 @@ def test_provisioning_twice_second_run_makes_no_mutating_call(
     assert aws_calls.calls, "the second run must describe every resource"
     assert aws_calls.mutating() == []
     log = capsys.readouterr().out
-    for resource in FARGATE_RESOURCES:
+    for resource in SHARED_RESOURCES:
         assert f"Provisioning: {resource} " in log
+    for feed in SHIPPED.feeds:
+        for resource in FEED_RESOURCES:
+            assert f"Provisioning feed {feed.name}: {resource} " in log
     assert ": created" not in log
     assert ": updated" not in log
+    assert "Every provisioned feed is configured" in log
+    assert "no longer configured" not in log
 
 
 @pytest.mark.slow
@@ -137,10 +142,10 @@ def test_config_change_updates_exactly_that_and_a_key_change_is_refused(
 
     assert str(changed_run.state) == "success"
     expected = dict.fromkeys(FARGATE_RESOURCES, "unchanged")
-    expected.update(compute_environment="updated", job_definition="updated")
+    expected.update(compute_environment="updated")
+    expected.update({f"{feed.name}.job_definition": "updated" for feed in SHIPPED.feeds})
     assert summary == expected
-    assert sorted(aws_calls.mutating()) == [
-        ("batch", "RegisterJobDefinition"),
+    assert sorted(aws_calls.mutating()) == [("batch", "RegisterJobDefinition")] * len(SHIPPED.feeds) + [
         ("batch", "UpdateComputeEnvironment"),
     ]
     (update,) = aws_calls.params_of("UpdateComputeEnvironment")
@@ -150,22 +155,26 @@ def test_config_change_updates_exactly_that_and_a_key_change_is_refused(
     (environment,) = batch.describe_compute_environments(computeEnvironments=[name])["computeEnvironments"]
     assert environment["computeResources"]["maxvCpus"] == 48
     definitions = batch.describe_job_definitions(
-        jobDefinitionName=load_dag().get_task("ensure_job_definition").job_definition_name, status="ACTIVE"
+        jobDefinitionName=load_dag().get_task(f"{FIRST.name}.ensure_job_definition").job_definition_name,
+        status="ACTIVE",
     )["jobDefinitions"]
     latest = max(definitions, key=lambda d: d["revision"])
     assert (latest["revision"], latest["containerProperties"]["image"]) == (2, "csv-importer:next")
 
     capsys.readouterr()
     aws_calls.clear()
-    monkeypatch.setenv("CSV_IMPORT__TABLE__SORT_KEY", "loaded_at")
+    monkeypatch.setenv(f"CSV_IMPORT__FEEDS__{FIRST.name.upper()}__SORT_KEY", "loaded_at")
 
     refused_run, _ = run(load_dag())
 
     states = task_states(refused_run)
+    table_task = f"{FIRST.name}.ensure_table"
     assert str(refused_run.state) == "failed"
-    assert states["ensure_table"] == "failed"
+    assert states[table_task] == "failed"
     assert states["summarize"] == "upstream_failed"
-    assert refused_run.get_task_instance("ensure_table").try_number == 1, "a refusal must not be retried"
+    # The other feeds' tables are not held back by one feed's refusal.
+    assert all(states[f"{feed.name}.ensure_table"] == "success" for feed in SHIPPED.feeds[1:])
+    assert refused_run.get_task_instance(table_task).try_number == 1, "a refusal must not be retried"
     assert not [call for call in aws_calls.mutating() if call[0] == "dynamodb"]
     log = capsys.readouterr().out
     assert "key schema" in log
@@ -185,12 +194,19 @@ def test_dependencies_follow_the_resources(monkeypatch: pytest.MonkeyPatch) -> N
     assert dag.tags
     assert all(task.retries >= 1 for task in dag.tasks)
     assert upstream("ensure_bucket") == set()
-    assert upstream("ensure_table") == set()
     assert upstream("ensure_job_queue") == {"ensure_compute_environment"}
-    assert {"ensure_job_role", "ensure_execution_role", "ensure_log_group"} <= upstream(
-        "ensure_job_definition"
-    )
-    assert upstream("summarize") == {task.task_id for task in dag.tasks} - {"summarize"}
+    for feed in SHIPPED.feeds:
+        assert upstream(f"{feed.name}.ensure_table") == set()
+        assert upstream(f"{feed.name}.ensure_job_definition") == {
+            f"{feed.name}.ensure_job_role",
+            "ensure_execution_role",
+            "ensure_log_group",
+        }
+    assert upstream("report_unconfigured_feeds") == set()
+    assert upstream("summarize") == {task.task_id for task in dag.tasks} - {
+        "summarize",
+        "report_unconfigured_feeds",
+    }
 
 
 def test_ec2_environment_waits_for_the_instance_profile(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,10 +21,13 @@ import pytest
 from moto import mock_aws
 from moto.batch import models as moto_batch
 
+from batch_import.config import load_config
 from batch_import.provisioning import ProvisioningError, ProvisionResult, summarize
 from batch_import.provisioning.documents import normalise_policy
+from batch_import.provisioning.feeds import find_unconfigured_feeds
 from batch_import.provisioning.hook import ProvisioningHook
 from batch_import.provisioning_operators import EnsureResourceOperator
+from tests.fixtures.feeds import THREE_FEEDS, first_feed, write_feeds_config
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "provision_batch_environment.py"
 REGION = "us-east-1"
@@ -121,9 +124,12 @@ def aws(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("CSV_IMPORT__"):
             monkeypatch.delenv(name)
     suffix = next(_module_counter)
+    for feed in load_config(environ={}).feeds:
+        monkeypatch.setenv(
+            f"CSV_IMPORT__FEEDS__{feed.name.upper()}__TABLE", f"csv-import-test-{suffix}-{feed.name}"
+        )
     for key in (
         "BUCKET__NAME",
-        "TABLE__NAME",
         "IAM__JOB_ROLE",
         "IAM__EXECUTION_ROLE",
         "IAM__INSTANCE_ROLE",
@@ -157,29 +163,42 @@ def provision(module: Any) -> tuple[dict[str, ProvisionResult], RecordingHook]:
     for task in module.dag.topological_sort():
         if isinstance(task, EnsureResourceOperator):
             result = task.ensure(hook)
-            results[result.resource] = result
+            results[task.summary_key(result)] = result
     return results, hook
 
 
+def use_feeds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, feeds: Any) -> None:
+    """Point the config at a generated file declaring ``feeds`` (their tables unique to this test)."""
+    for name in list(os.environ):
+        if name.startswith("CSV_IMPORT__FEEDS__"):
+            monkeypatch.delenv(name)
+    suffix = next(_module_counter)
+    unique = [{**feed, "table": f"{feed['table']}-{suffix}"} for feed in feeds]
+    monkeypatch.setenv(
+        "CSV_IMPORT_CONFIG", str(write_feeds_config(tmp_path / f"pipeline-{suffix}.toml", unique))
+    )
+
+
 def actions(results: Mapping[str, ProvisionResult]) -> dict[str, str]:
-    return summarize(results.values())
+    """The summary's view of ``results`` (keyed as :func:`provision` keys them, feed resources by feed)."""
+    return {key: result.action for key, result in results.items()}
 
 
-FARGATE_RESOURCES = {
-    "bucket",
-    "table",
-    "job_role",
-    "execution_role",
-    "log_group",
-    "compute_environment",
-    "job_queue",
-    "job_definition",
-}
+SHARED_RESOURCES = {"bucket", "execution_role", "log_group", "compute_environment", "job_queue"}
+FEED_RESOURCES = ("table", "job_role", "job_definition")
+
+
+def feed_resources(*feed_names: str) -> set[str]:
+    return {f"{name}.{resource}" for name in feed_names for resource in FEED_RESOURCES}
+
+
+FARGATE_RESOURCES = SHARED_RESOURCES | feed_resources(*load_config(environ={}).feed_names)
 
 
 def test_first_run_creates_everything_as_configured(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     module = load_dag(monkeypatch)
     config = module.config
+    feed = first_feed(config)
     results, _ = provision(module)
 
     assert actions(results) == dict.fromkeys(FARGATE_RESOURCES, "created")
@@ -193,19 +212,27 @@ def test_first_run_creates_everything_as_configured(aws: None, monkeypatch: pyte
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    table = dynamodb.describe_table(TableName=config.table.name)["Table"]
+    for each in config.feeds:
+        table = dynamodb.describe_table(TableName=each.table.name)["Table"]
+        assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == [
+            (name, role) for name, role, _ in each.table.key_schema
+        ]
+        types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+        assert all(types[name] == kind for name, _, kind in each.table.key_schema)
+    table = dynamodb.describe_table(TableName=feed.table.name)["Table"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == [
-        (config.table.partition_key, "HASH")
+        (feed.table.partition_key, "HASH")
     ]
     (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == config.table.verification_index
+    assert index["IndexName"] == feed.table.verification_index
     assert index["KeySchema"] == [{"AttributeName": "importSlot", "KeyType": "HASH"}]
     assert index["Projection"]["ProjectionType"] == "KEYS_ONLY"
-    backups = dynamodb.describe_continuous_backups(TableName=config.table.name)[
-        "ContinuousBackupsDescription"
-    ]
-    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    for each in config.feeds:
+        backups = dynamodb.describe_continuous_backups(TableName=each.table.name)[
+            "ContinuousBackupsDescription"
+        ]
+        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
 
     batch = boto3.client("batch", region_name=REGION)
     (environment,) = batch.describe_compute_environments(
@@ -223,12 +250,20 @@ def test_first_run_creates_everything_as_configured(aws: None, monkeypatch: pyte
     assert (queue["state"], queue["status"]) == ("ENABLED", "VALID")
     assert queue["computeEnvironmentOrder"][0]["computeEnvironment"] == environment["computeEnvironmentArn"]
 
-    (definition,) = batch.describe_job_definitions(jobDefinitionName=config.batch.job_definition)[
-        "jobDefinitions"
-    ]
+    (definition,) = batch.describe_job_definitions(jobDefinitionName=feed.job_definition)["jobDefinitions"]
     container = definition["containerProperties"]
     assert container["image"] == config.batch.image
-    assert container["jobRoleArn"] == results["job_role"].arn
+    assert container["jobRoleArn"] == results[f"{feed.name}.job_role"].arn
+    for each in config.feeds:
+        (other,) = batch.describe_job_definitions(jobDefinitionName=each.job_definition)["jobDefinitions"]
+        other_env = {e["name"]: e["value"] for e in other["containerProperties"]["environment"]}
+        assert other["containerProperties"]["jobRoleArn"] == results[f"{each.name}.job_role"].arn
+        assert (other_env["table_name"], other_env["manifest_prefix"], other_env["rejected_prefix"]) == (
+            each.table.name,
+            each.manifest_prefix,
+            each.rejected_prefix,
+        )
+        assert other_env.get("column_types", "") == each.column_types
     assert container["executionRoleArn"] == results["execution_role"].arn
     assert {r["type"]: r["value"] for r in container["resourceRequirements"]} == {
         "VCPU": f"{config.batch.vcpus:g}",
@@ -236,12 +271,13 @@ def test_first_run_creates_everything_as_configured(aws: None, monkeypatch: pyte
     }
     assert {e["name"]: e["value"] for e in container["environment"]} == {
         "bucket_name": config.bucket.name,
-        "table_name": config.table.name,
-        "writer_concurrency": str(config.import_.writer_concurrency),
-        "max_reject_ratio": repr(config.import_.max_reject_ratio),
-        "empty_cells": config.import_.empty_cells,
-        "manifest_prefix": config.bucket.manifest_prefix,
-        "rejected_prefix": config.bucket.rejected_prefix,
+        "table_name": feed.table.name,
+        "writer_concurrency": str(feed.import_.writer_concurrency),
+        "max_reject_ratio": repr(feed.import_.max_reject_ratio),
+        "column_types": feed.column_types,
+        "empty_cells": feed.import_.empty_cells,
+        "manifest_prefix": feed.manifest_prefix,
+        "rejected_prefix": feed.rejected_prefix,
     }
     assert container["logConfiguration"]["options"]["awslogs-group"] == config.batch.log_group
     assert definition["platformCapabilities"] == ["FARGATE"]
@@ -260,32 +296,39 @@ def test_job_role_is_least_privilege_and_execution_role_has_the_managed_policy(
     iam = boto3.client("iam", region_name=REGION)
     account = boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
 
-    job_role = iam.get_role(RoleName=config.iam.job_role)["Role"]
-    assert job_role["Path"] == config.iam.path
-    trust = normalise_policy(job_role["AssumeRolePolicyDocument"])
-    assert trust["Statement"][0]["Principal"] == {"Service": ["ecs-tasks.amazonaws.com"]}
-    assert iam.list_attached_role_policies(RoleName=config.iam.job_role)["AttachedPolicies"] == []
-    (policy_name,) = iam.list_role_policies(RoleName=config.iam.job_role)["PolicyNames"]
-    policy = iam.get_role_policy(RoleName=config.iam.job_role, PolicyName=policy_name)["PolicyDocument"]
-    granted = {
-        (action, resource)
-        for statement in normalise_policy(policy)["Statement"]
-        for action in statement["Action"]
-        for resource in statement["Resource"]
-    }
-    bucket_arn = f"arn:aws:s3:::{config.bucket.name}"
-    table_arn = f"arn:aws:dynamodb:{REGION}:{account}:table/{config.table.name}"
-    assert granted == {
-        ("s3:GetObject", f"{bucket_arn}/{config.bucket.landing_prefix}*"),
-        ("s3:ListBucket", bucket_arn),
-        ("s3:PutObject", f"{bucket_arn}/{config.bucket.rejected_prefix}*"),
-        ("s3:PutObject", f"{bucket_arn}/{config.bucket.manifest_prefix}*"),
-        ("dynamodb:DescribeTable", table_arn),
-        ("dynamodb:BatchWriteItem", table_arn),
-        ("dynamodb:PutItem", table_arn),
-        ("dynamodb:GetItem", table_arn),
-    }
-    assert not any("*" == action.split(":")[-1] or action.endswith("*") for action, _ in granted)
+    assert len({feed.job_role for feed in config.feeds}) == len(config.feeds) >= 2
+    for feed in config.feeds:
+        job_role = iam.get_role(RoleName=feed.job_role)["Role"]
+        assert job_role["Path"] == config.iam.path
+        trust = normalise_policy(job_role["AssumeRolePolicyDocument"])
+        assert trust["Statement"][0]["Principal"] == {"Service": ["ecs-tasks.amazonaws.com"]}
+        assert iam.list_attached_role_policies(RoleName=feed.job_role)["AttachedPolicies"] == []
+        (policy_name,) = iam.list_role_policies(RoleName=feed.job_role)["PolicyNames"]
+        policy = iam.get_role_policy(RoleName=feed.job_role, PolicyName=policy_name)["PolicyDocument"]
+        statements = normalise_policy(policy)["Statement"]
+        granted = {
+            (action, resource)
+            for statement in statements
+            for action in statement["Action"]
+            for resource in statement["Resource"]
+        }
+        bucket_arn = f"arn:aws:s3:::{config.bucket.name}"
+        table_arn = f"arn:aws:dynamodb:{REGION}:{account}:table/{feed.table.name}"
+        assert granted == {
+            ("s3:GetObject", f"{bucket_arn}/{feed.landing_prefix}*"),
+            ("s3:ListBucket", bucket_arn),
+            ("s3:PutObject", f"{bucket_arn}/{feed.rejected_prefix}*"),
+            ("s3:PutObject", f"{bucket_arn}/{feed.manifest_prefix}*"),
+            ("dynamodb:DescribeTable", table_arn),
+            ("dynamodb:BatchWriteItem", table_arn),
+            ("dynamodb:PutItem", table_arn),
+            ("dynamodb:GetItem", table_arn),
+        }
+        (listing,) = [s for s in statements if s["Action"] == ["s3:ListBucket"]]
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{feed.landing_prefix}*"]}}
+        assert feed.name in feed.landing_prefix
+        assert feed.name in feed.manifest_prefix
+        assert not any("*" == action.split(":")[-1] or action.endswith("*") for action, _ in granted)
 
     attached = iam.list_attached_role_policies(RoleName=config.iam.execution_role)["AttachedPolicies"]
     assert [p["PolicyArn"] for p in attached] == [
@@ -323,22 +366,29 @@ def test_config_change_gives_exactly_the_expected_updates(aws: None, monkeypatch
     results, hook = provision(changed)
 
     expected = dict.fromkeys(FARGATE_RESOURCES, "unchanged")
-    expected.update(compute_environment="updated", job_definition="updated")
+    expected.update(compute_environment="updated")
+    expected.update(
+        dict.fromkeys((f"{name}.job_definition" for name in changed.config.feed_names), "updated")
+    )
     assert actions(results) == expected
-    assert hook.mutating_calls() == [
-        ("batch", "UpdateComputeEnvironment"),
-        ("batch", "RegisterJobDefinition"),
-    ]
+    assert sorted(hook.mutating_calls()) == sorted(
+        [("batch", "UpdateComputeEnvironment")]
+        + [("batch", "RegisterJobDefinition")] * len(changed.config.feeds)
+    )
     (update,) = hook.params_of("UpdateComputeEnvironment")
     assert update == {
         "computeEnvironment": changed.config.batch.compute_environment,
         "computeResources": {"maxvCpus": new_vcpus},
     }
-    (registered,) = hook.params_of("RegisterJobDefinition")
-    assert registered["containerProperties"]["image"] == new_image
-    assert results["job_definition"].arn.endswith(":2")
-    changed_fields = {line.split(":")[0] for line in results["job_definition"].changes[1:]}
-    assert changed_fields == {"containerProperties.image", "containerProperties.resourceRequirements"}
+    registered = hook.params_of("RegisterJobDefinition")
+    assert sorted(r["jobDefinitionName"] for r in registered) == sorted(
+        f.job_definition for f in changed.config.feeds
+    )
+    assert all(r["containerProperties"]["image"] == new_image for r in registered)
+    for name in changed.config.feed_names:
+        assert results[f"{name}.job_definition"].arn.endswith(":2")
+        changed_fields = {line.split(":")[0] for line in results[f"{name}.job_definition"].changes[1:]}
+        assert changed_fields == {"containerProperties.image", "containerProperties.resourceRequirements"}
 
     again, hook = provision(load_dag(monkeypatch))
     assert actions(again) == dict.fromkeys(FARGATE_RESOURCES, "unchanged")
@@ -350,13 +400,14 @@ def test_drifted_settings_are_put_back_and_equal_policies_are_left_alone(
 ) -> None:
     module = load_dag(monkeypatch)
     config = module.config
+    job_role = first_feed(config).job_role
     provision(module)
     iam = boto3.client("iam", region_name=REGION)
     s3 = boto3.client("s3", region_name=REGION)
     batch = boto3.client("batch", region_name=REGION)
     # Same meaning, other spelling: statements reversed, single actions as lists -> no rewrite.
-    (policy_name,) = iam.list_role_policies(RoleName=config.iam.job_role)["PolicyNames"]
-    policy = iam.get_role_policy(RoleName=config.iam.job_role, PolicyName=policy_name)["PolicyDocument"]
+    (policy_name,) = iam.list_role_policies(RoleName=job_role)["PolicyNames"]
+    policy = iam.get_role_policy(RoleName=job_role, PolicyName=policy_name)["PolicyDocument"]
     respelled = {
         "Version": policy["Version"],
         "Statement": [
@@ -364,9 +415,7 @@ def test_drifted_settings_are_put_back_and_equal_policies_are_left_alone(
             for s in reversed(policy["Statement"])
         ],
     }
-    iam.put_role_policy(
-        RoleName=config.iam.job_role, PolicyName=policy_name, PolicyDocument=json.dumps(respelled)
-    )
+    iam.put_role_policy(RoleName=job_role, PolicyName=policy_name, PolicyDocument=json.dumps(respelled))
     # Real drift: public access partly opened, queue disabled.
     s3.put_public_access_block(
         Bucket=config.bucket.name,
@@ -393,51 +442,49 @@ def test_drifted_settings_are_put_back_and_equal_policies_are_left_alone(
 
 def test_missing_verification_index_is_added_in_place(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     module = load_dag(monkeypatch)
-    config = module.config
+    feed = first_feed(module.config)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     dynamodb.create_table(
-        TableName=config.table.name,
+        TableName=feed.table.name,
         BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": config.table.partition_key, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": config.table.partition_key, "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": feed.table.partition_key, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": feed.table.partition_key, "AttributeType": "S"}],
     )
-    dynamodb.put_item(TableName=config.table.name, Item={config.table.partition_key: {"S": "kept"}})
+    dynamodb.put_item(TableName=feed.table.name, Item={feed.table.partition_key: {"S": "kept"}})
 
     results, hook = provision(module)
 
-    assert results["table"].action == "updated"
+    assert results[f"{feed.name}.table"].action == "updated"
     (update,) = hook.params_of("UpdateTable")
-    assert update["GlobalSecondaryIndexUpdates"][0]["Create"]["IndexName"] == config.table.verification_index
+    assert update["TableName"] == feed.table.name
+    assert update["GlobalSecondaryIndexUpdates"][0]["Create"]["IndexName"] == feed.table.verification_index
     assert ("dynamodb", "DeleteTable") not in hook.mutating_calls()
-    table = dynamodb.describe_table(TableName=config.table.name)["Table"]
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [config.table.verification_index]
-    assert dynamodb.get_item(TableName=config.table.name, Key={config.table.partition_key: {"S": "kept"}})[
-        "Item"
-    ]
+    table = dynamodb.describe_table(TableName=feed.table.name)["Table"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [feed.table.verification_index]
+    assert dynamodb.get_item(TableName=feed.table.name, Key={feed.table.partition_key: {"S": "kept"}})["Item"]
 
 
 def test_other_key_schema_fails_clearly_and_touches_nothing(
     aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = load_dag(monkeypatch)
+    feed = first_feed(first.config)
     provision(first)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.put_item(
-        TableName=first.config.table.name, Item={first.config.table.partition_key: {"S": "kept"}}
-    )
-    changed = load_dag(monkeypatch, TABLE__SORT_KEY="ts")
-    table_task = changed.dag.get_task("ensure_table")
+    dynamodb.put_item(TableName=feed.table.name, Item={feed.table.partition_key: {"S": "kept"}})
+    changed = load_dag(monkeypatch, **{f"FEEDS__{feed.name.upper()}__SORT_KEY": "ts"})
+    table_task = changed.dag.get_task(f"{feed.name}.ensure_table")
     hook = RecordingHook()
 
     with pytest.raises(ProvisioningError) as raised:
         table_task.ensure(hook)
 
     message = str(raised.value)
-    assert first.config.table.name in message
+    assert feed.table.name in message
     assert "ts RANGE S" in message
     assert "cannot be changed in place" in message
     assert hook.mutating_calls() == []
-    assert dynamodb.scan(TableName=first.config.table.name, Select="COUNT")["Count"] == 1
+    assert dynamodb.scan(TableName=feed.table.name, Select="COUNT")["Count"] == 1
 
 
 def test_other_compute_type_on_an_existing_environment_fails_clearly(
@@ -474,10 +521,11 @@ def test_ec2_environment_gets_instance_role_profile_and_is_idempotent(
         computeEnvironments=[config.batch.compute_environment]
     )["computeEnvironments"]
     assert environment["computeResources"]["instanceRole"] == profile["Arn"]
-    (definition,) = batch.describe_job_definitions(jobDefinitionName=config.batch.job_definition)[
-        "jobDefinitions"
-    ]
-    assert definition["platformCapabilities"] == ["EC2"]
+    for feed in config.feeds:
+        (definition,) = batch.describe_job_definitions(jobDefinitionName=feed.job_definition)[
+            "jobDefinitions"
+        ]
+        assert definition["platformCapabilities"] == ["EC2"]
 
     again, hook = provision(load_dag(monkeypatch, BATCH__COMPUTE_TYPE="EC2", BATCH__VCPUS="1"))
     assert set(actions(again).values()) == {"unchanged"}
@@ -527,6 +575,19 @@ def test_summary_refuses_a_resource_reported_twice() -> None:
     result = {"resource": "bucket", "name": "b", "action": "unchanged"}
     with pytest.raises(ValueError, match="'bucket' reported twice"):
         summarize([result, result])
+
+
+def test_summary_names_feed_resources_by_feed() -> None:
+    shared = {"resource": "bucket", "name": "b", "action": "unchanged"}
+    orders = {"resource": "table", "name": "t1", "action": "created", "feed": "orders"}
+    readings = {"resource": "table", "name": "t2", "action": "unchanged", "feed": "readings"}
+    assert summarize([shared, orders, readings]) == {
+        "bucket": "unchanged",
+        "orders.table": "created",
+        "readings.table": "unchanged",
+    }
+    with pytest.raises(ValueError, match="'orders.table' reported twice"):
+        summarize([orders, orders])
 
 
 def _environment(status: str, *, reason: str = "") -> dict[str, Any]:
@@ -641,7 +702,7 @@ def test_kms_key_gives_sse_kms_and_key_use_in_the_job_policy(
         "KMSMasterKeyID": key_arn,
     }
     iam = boto3.client("iam", region_name=REGION)
-    policy = iam.get_role_policy(RoleName=config.iam.job_role, PolicyName="csv-import-job-access")[
+    policy = iam.get_role_policy(RoleName=first_feed(config).job_role, PolicyName="csv-import-job-access")[
         "PolicyDocument"
     ]
     kms = [s for s in normalise_policy(policy)["Statement"] if s["Action"][0].startswith("kms:")]
@@ -672,3 +733,81 @@ def test_no_subnets_configured_and_no_default_vpc_is_a_clear_error() -> None:
 
     with pytest.raises(ProvisioningError, match="no default VPC.*CSV_IMPORT__BATCH__SUBNETS"):
         resolve_network(ec2, subnets=(), security_group_ids=())
+
+
+def test_a_feed_added_to_the_config_is_provisioned_without_touching_the_others(
+    aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_feeds(monkeypatch, tmp_path, THREE_FEEDS[:2])
+    before = load_dag(monkeypatch)
+    provision(before)
+    existing = before.config.feeds
+    use_feeds(monkeypatch, tmp_path, THREE_FEEDS)
+    # use_feeds gave the tables a new suffix; keep the two existing feeds' tables as provisioned.
+    for feed in existing:
+        monkeypatch.setenv(f"CSV_IMPORT__FEEDS__{feed.name.upper()}__TABLE", feed.table.name)
+    after = load_dag(monkeypatch)
+    added = after.config.feed("readings")
+
+    results, hook = provision(after)
+
+    expected = dict.fromkeys(SHARED_RESOURCES | feed_resources(*(f.name for f in existing)), "unchanged")
+    expected.update(dict.fromkeys(feed_resources(added.name), "created"))
+    assert actions(results) == expected
+    mutating = hook.mutating_calls()
+    assert mutating, "the added feed must be created"
+    # Every mutating call names the added feed's table, role or job definition, and nothing of the others.
+    own_names = {added.table.name, added.job_role, added.job_definition}
+    for service, operation, params in hook.calls:
+        if operation.startswith(READ_ONLY_PREFIXES):
+            continue
+        named = {params.get(key) for key in ("TableName", "RoleName", "jobDefinitionName")} - {None}
+        assert named, (service, operation, params)
+        assert named <= own_names, (service, operation, params)
+    assert {"CreateTable", "CreateRole", "PutRolePolicy", "RegisterJobDefinition"} <= {
+        op for _, op in mutating
+    }
+
+    again, hook = provision(load_dag(monkeypatch))
+    assert set(actions(again).values()) == {"unchanged"}
+    assert hook.mutating_calls() == []
+
+
+def test_a_feed_removed_from_the_config_is_left_alone_and_reported(
+    aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_feeds(monkeypatch, tmp_path, THREE_FEEDS)
+    before = load_dag(monkeypatch)
+    provision(before)
+    removed = before.config.feed("readings")
+    kept = [feed for feed in before.config.feeds if feed.name != "readings"]
+    use_feeds(monkeypatch, tmp_path, THREE_FEEDS[:2])
+    for feed in kept:
+        monkeypatch.setenv(f"CSV_IMPORT__FEEDS__{feed.name.upper()}__TABLE", feed.table.name)
+    after = load_dag(monkeypatch)
+
+    results, hook = provision(after)
+    assert set(actions(results)) == SHARED_RESOURCES | feed_resources(*(f.name for f in kept))
+    assert set(actions(results).values()) == {"unchanged"}
+    leftovers = find_unconfigured_feeds(
+        hook.client_for("iam"),
+        hook.client_for("batch"),
+        role_base=after.config.iam.job_role,
+        iam_path=after.config.iam.path,
+        job_definition_base=after.config.batch.job_definition,
+        configured=after.config.feed_names,
+    )
+    assert [leftover.as_dict() for leftover in leftovers] == [
+        {
+            "name": "readings",
+            "job_role": removed.job_role,
+            "job_definition": removed.job_definition,
+            "table": removed.table.name,
+        }
+    ]
+    assert hook.mutating_calls() == []
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    assert dynamodb.describe_table(TableName=removed.table.name)["Table"]["TableStatus"] == "ACTIVE"
+    assert boto3.client("iam", region_name=REGION).get_role(RoleName=removed.job_role)["Role"]
+    report = after.dag.get_task("report_unconfigured_feeds")
+    assert report.configured_feeds == ("orders", "customers")

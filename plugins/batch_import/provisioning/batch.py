@@ -18,7 +18,7 @@ from batch_import.provisioning.polling import poll_until
 from csv_importer.exit_codes import NON_RETRYABLE
 
 if TYPE_CHECKING:
-    from batch_import.config import PipelineConfig
+    from batch_import.config import FeedConfig, PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -442,9 +442,10 @@ def _number_text(value: Any) -> str:
     return f"{float(value):g}"
 
 
-def job_environment_from_config(config: PipelineConfig) -> dict[str, str]:
-    """The job definition's environment: the job's ``deployment`` inputs (:mod:`csv_importer.inputs`) from the
-    pipeline config, the same for every import.
+def job_environment_from_config(config: PipelineConfig, feed: FeedConfig) -> dict[str, str]:
+    """A feed's job definition's environment: the job's ``deployment`` inputs (:mod:`csv_importer.inputs`)
+    from the pipeline config and the feed (its table, column types, import settings and its own manifest and
+    rejected-row prefixes), the same for every import of the feed.
 
     Per-import inputs (``key``, ``import_id``, ``expected_etag``, ``shard_count``) come as container overrides at
     submit time. The config's ``batch.job_environment`` ``NAME=value`` entries are added; the job's own inputs win.
@@ -455,13 +456,37 @@ def job_environment_from_config(config: PipelineConfig) -> dict[str, str]:
     environment |= deployment_environment(
         {
             "bucket": config.bucket.name,
-            "table": config.table.name,
-            "writer_concurrency": config.import_.writer_concurrency,
-            "max_reject_ratio": config.import_.max_reject_ratio,
-            "column_types": config.import_.column_types,
-            "empty_cells": config.import_.empty_cells,
-            "manifest_prefix": config.bucket.manifest_prefix,
-            "rejected_prefix": config.bucket.rejected_prefix,
+            "table": feed.table.name,
+            "writer_concurrency": feed.import_.writer_concurrency,
+            "max_reject_ratio": feed.import_.max_reject_ratio,
+            "column_types": feed.import_.column_types,
+            "empty_cells": feed.import_.empty_cells,
+            "manifest_prefix": feed.manifest_prefix,
+            "rejected_prefix": feed.rejected_prefix,
         }
     )
     return {key: value for key, value in environment.items() if value}
+
+
+def job_definition_table(definition: Mapping[str, Any]) -> str:
+    """The table a registered job definition's environment names (empty if none)."""
+    from csv_importer.inputs import INPUTS_BY_NAME
+
+    variable = INPUTS_BY_NAME["table"].env
+    for entry in definition.get("containerProperties", {}).get("environment", []):
+        if entry.get("name") == variable:
+            return str(entry.get("value", ""))
+    return ""
+
+
+def active_job_definitions(batch_client: Any, *, name_prefix: str) -> dict[str, dict[str, Any]]:
+    """The latest ACTIVE revision of every job definition whose name starts with ``name_prefix``, by name."""
+    latest: dict[str, dict[str, Any]] = {}
+    for page in batch_client.get_paginator("describe_job_definitions").paginate(status="ACTIVE"):
+        for definition in page["jobDefinitions"]:
+            name = definition["jobDefinitionName"]
+            if not name.startswith(name_prefix):
+                continue
+            if name not in latest or definition["revision"] > latest[name]["revision"]:
+                latest[name] = definition
+    return latest

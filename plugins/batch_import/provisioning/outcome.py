@@ -56,12 +56,20 @@ class ProvisionResult:
         return f"{self.resource} {self.name}: {self.action}{suffix}"
 
 
+def summary_key(resource: str, feed: str = "") -> str:
+    """How a result is named in the summary: ``table`` for a shared resource, ``orders.table`` for a feed's."""
+    return f"{feed}.{resource}" if feed else resource
+
+
 def summarize(results: Iterable[Mapping[str, Any] | ProvisionResult]) -> dict[str, str]:
-    """``{resource: created|updated|unchanged}`` from ensure results (dicts as they come out of XCom)."""
+    """``{resource: created|updated|unchanged}`` from ensure results (dicts as they come out of XCom).
+
+    A feed's resources (XCom ``feed`` set) are named ``<feed>.<resource>``, e.g. ``orders.job_role``.
+    """
     summary: dict[str, str] = {}
     for result in results:
         as_mapping = result.as_dict() if isinstance(result, ProvisionResult) else result
-        resource = str(as_mapping["resource"])
+        resource = summary_key(str(as_mapping["resource"]), str(as_mapping.get("feed") or ""))
         if resource in summary:
             raise ValueError(f"provisioning summary: resource {resource!r} reported twice")
         summary[resource] = str(as_mapping["action"])
