@@ -1,7 +1,8 @@
 """``make demo`` (``python -m include.demo``): the whole pipeline on this machine in a few minutes.
 
-Starts the local AWS endpoint and ``airflow standalone``, provisions, lands a generated week of CSV files,
-backfills the import DAG over that week through Airflow's own backfill, prints a summary per file, then keeps
+Starts the local AWS endpoint and ``airflow standalone``, provisions, lands a generated week of CSV files for
+each shipped feed, backfills each feed's import DAG over that week through Airflow's own backfill, prints a
+summary per file (with its feed), then keeps
 everything running for the UI until Ctrl-C (``CI=true``: exits after the summary, 0 only if every file came
 out as expected).
 
@@ -14,4 +15,3 @@ from __future__ import annotations
 from include import PROJECT_ROOT as PROJECT_ROOT
 
 PROVISION_DAG_ID = "provision_batch_environment"
-IMPORT_DAG_ID = "import_csv_to_dynamodb"

@@ -19,16 +19,16 @@ from typing import Any
 import boto3
 
 from batch_import import files
-from batch_import.config import PipelineConfig, load_config
+from batch_import.config import FeedConfig, PipelineConfig, load_config
 from include.airflow_standalone import (
     AirflowRestClient,
     AirflowStandalone,
     AirflowStandaloneError,
     local_aws_connection,
 )
-from include.demo import IMPORT_DAG_ID, PROJECT_ROOT, PROVISION_DAG_ID
+from include.demo import PROJECT_ROOT, PROVISION_DAG_ID
 from include.demo.local_endpoint import LocalEndpointError, LocalEndpointProcess
-from include.demo.sample_files import COLUMN_TYPES, SampleFile, sample_week
+from include.demo.sample_files import GENERATORS, SampleFile
 from include.demo.summary import FileOutcome, exit_code, format_table, read_outcome
 
 log = logging.getLogger("include.demo")
@@ -38,7 +38,6 @@ DEFAULT_HOME = PROJECT_ROOT / ".local" / "demo"
 DEMO_SETTINGS = {
     "CSV_IMPORT__IMPORT__SHARD_THRESHOLD_BYTES": str(256 * 1024),
     "CSV_IMPORT__IMPORT__SHARD_TARGET_BYTES": str(256 * 1024),
-    "CSV_IMPORT__IMPORT__COLUMN_TYPES": COLUMN_TYPES,
     "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "2",
     "CSV_IMPORT__SCHEDULE__SENSOR_POKE_SECONDS": "10",
 }
@@ -130,11 +129,11 @@ def run_demo(arguments: argparse.Namespace) -> int:
         standalone.start()
         client = standalone.client()
         _say(started, "Airflow is up at %s; waiting for the DAGs to be parsed", standalone.url)
-        for dag_id in (PROVISION_DAG_ID, IMPORT_DAG_ID):
+        for dag_id in (PROVISION_DAG_ID, *(feed.dag_id for feed in demo_feeds(config))):
             client.wait_for_dag(dag_id)
         provision(client, started)
         samples = land_week(config, endpoint.url, arguments.large_file_rows, started)
-        runs = backfill_week(client, samples, arguments.timeout, started)
+        runs = backfill_week(client, config, samples, arguments.timeout, started)
         outcomes = summarise(config, endpoint.url, samples)
         print("\n" + format_table(outcomes) + "\n", flush=True)
         if arguments.summary_json is not None:
@@ -174,7 +173,10 @@ def provision(client: AirflowRestClient, started: float) -> None:
         raise DemoFailed(
             f"{PROVISION_DAG_ID} run {run['dag_run_id']} ended {finished['state']}: {_failed_tasks(client, finished)}"
         )
-    _say(started, "provisioned (bucket, table, IAM roles, Batch compute environment, queue, job definition)")
+    _say(
+        started,
+        "provisioned (bucket, Batch compute environment and queue; per feed: table, job role, job definition)",
+    )
 
 
 def _failed_tasks(client: AirflowRestClient, run: Mapping[str, str]) -> str:
@@ -195,64 +197,87 @@ def _s3_client(config: PipelineConfig, endpoint_url: str) -> Any:
     )
 
 
+def demo_feeds(config: PipelineConfig) -> list[FeedConfig]:
+    """The configured feeds the demo has sample files for (the shipped ones)."""
+    return [feed for feed in config.feeds if feed.name in GENERATORS]
+
+
 def land_week(
     config: PipelineConfig, endpoint_url: str, large_file_rows: int, started: float
 ) -> list[SampleFile]:
-    """Upload a generated week ending two days ago (yesterday's interval is the scheduler's own run)."""
+    """Upload a generated week per feed, ending two days ago (yesterday's interval is the scheduler's own run)."""
     first_date = datetime.now(UTC).date() - timedelta(days=8)
-    samples = sample_week(
-        first_date=first_date, landing_prefix=config.bucket.landing_prefix, large_file_rows=large_file_rows
-    )
     s3 = _s3_client(config, endpoint_url)
-    for sample in samples:
-        s3.put_object(Bucket=config.bucket.name, Key=sample.key, Body=sample.body)
-    total = sum(len(s.body) for s in samples)
-    _say(
-        started,
-        "landed %d files (%d bytes) under s3://%s/%s%s .. %s",
-        len(samples),
-        total,
-        config.bucket.name,
-        config.bucket.landing_prefix,
-        samples[0].partition_date,
-        samples[-1].partition_date,
-    )
+    samples: list[SampleFile] = []
+    for feed in demo_feeds(config):
+        week = GENERATORS[feed.name](
+            first_date=first_date, landing_prefix=feed.landing_prefix, large_file_rows=large_file_rows
+        )
+        for sample in week:
+            s3.put_object(Bucket=config.bucket.name, Key=sample.key, Body=sample.body)
+        _say(
+            started,
+            "feed %s: landed %d files (%d bytes) under s3://%s/%s%s .. %s",
+            feed.name,
+            len(week),
+            sum(len(s.body) for s in week),
+            config.bucket.name,
+            feed.landing_prefix,
+            week[0].partition_date,
+            week[-1].partition_date,
+        )
+        samples.extend(week)
+    if not samples:
+        raise DemoFailed(
+            f"no configured feed has demo files (the demo has files for {', '.join(GENERATORS)})"
+        )
     return samples
 
 
 def backfill_week(
-    client: AirflowRestClient, samples: list[SampleFile], timeout: float, started: float
+    client: AirflowRestClient,
+    config: PipelineConfig,
+    samples: list[SampleFile],
+    timeout: float,
+    started: float,
 ) -> list[dict[str, Any]]:
-    first: date = samples[0].partition_date
-    last: date = samples[-1].partition_date
-    backfill = client.backfill_while_paused(
-        IMPORT_DAG_ID,
-        from_date=f"{first.isoformat()}T00:00:00Z",
-        to_date=f"{last.isoformat()}T00:00:00Z",
-        max_active_runs=2,
-        dag_run_conf={"max_reject_ratio": DEMO_MAX_REJECT_RATIO},
-    )
-    _say(
-        started,
-        "backfill %s of %s created for %s .. %s; the scheduler runs it",
-        backfill["id"],
-        IMPORT_DAG_ID,
-        first,
-        last,
-    )
-    runs = client.wait_for_backfill(backfill, timeout=timeout)
-    states = ", ".join(f"{run['logical_date'][:10]} {run['state']}" for run in runs)
-    _say(started, "backfill complete: %s", states)
+    """One backfill per feed over the landed week, created while its DAG is paused; waits for all of them."""
+    first: date = min(sample.partition_date for sample in samples)
+    last: date = max(sample.partition_date for sample in samples)
+    backfills = []
+    for feed in demo_feeds(config):
+        backfill = client.backfill_while_paused(
+            feed.dag_id,
+            from_date=f"{first.isoformat()}T00:00:00Z",
+            to_date=f"{last.isoformat()}T00:00:00Z",
+            max_active_runs=2,
+            dag_run_conf={"max_reject_ratio": DEMO_MAX_REJECT_RATIO},
+        )
+        _say(
+            started,
+            "backfill %s of %s created for %s .. %s; the scheduler runs it",
+            backfill["id"],
+            feed.dag_id,
+            first,
+            last,
+        )
+        backfills.append(backfill)
+    runs: list[dict[str, Any]] = []
+    for backfill in backfills:
+        finished = client.wait_for_backfill(backfill, timeout=timeout)
+        states = ", ".join(f"{run['logical_date'][:10]} {run['state']}" for run in finished)
+        _say(started, "backfill of %s complete: %s", backfill["dag_id"], states)
+        runs.extend(finished)
     return runs
 
 
-def expected_shards(config: PipelineConfig, sample: SampleFile) -> int:
-    """How many shards the import DAG makes of ``sample`` under ``config``."""
+def expected_shards(feed: FeedConfig, sample: SampleFile) -> int:
+    """How many shards ``feed``'s import DAG makes of ``sample``."""
     return files.shard_count_for(
         len(sample.body),
-        threshold_bytes=config.import_.shard_threshold_bytes,
-        target_bytes=config.import_.shard_target_bytes,
-        max_shards=config.import_.max_shards,
+        threshold_bytes=feed.import_.shard_threshold_bytes,
+        target_bytes=feed.import_.shard_target_bytes,
+        max_shards=feed.import_.max_shards,
     )
 
 
@@ -263,8 +288,8 @@ def summarise(config: PipelineConfig, endpoint_url: str, samples: list[SampleFil
             s3,
             sample,
             bucket_name=config.bucket.name,
-            manifest_prefix=config.bucket.manifest_prefix,
-            expected_shards=expected_shards(config, sample),
+            manifest_prefix=config.feed(sample.feed).manifest_prefix,
+            expected_shards=expected_shards(config.feed(sample.feed), sample),
         )
         for sample in samples
     ]
@@ -276,7 +301,7 @@ def _serve_until_interrupted(standalone: AirflowStandalone, endpoint_url: str, h
         f"\nAirflow UI:   {standalone.url}   (login {login.username} / {login.password})\n"
         f"Local AWS:    {endpoint_url}\n"
         f"Logs:         {home}\n"
-        f"Everything keeps running: trigger {IMPORT_DAG_ID} from the UI with an s3_key, or backfill it.\n"
+        "Everything keeps running: trigger an import_<feed> DAG from the UI with an s3_key, or backfill it.\n"
         "Press Ctrl-C to stop.",
         flush=True,
     )

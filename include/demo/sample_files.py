@@ -1,16 +1,22 @@
-"""A generated week of landing files: several files on one date, one large (sharded) file, one with bad rows."""
+"""A generated week of landing files per shipped feed.
+
+``orders`` (:func:`sample_week`): several files on one date, one large (sharded) file, one with bad rows, one
+gzipped. ``sensor_readings`` (:func:`sensor_week`): one file a day keyed by sensor and reading time, one day
+with two files, one gzipped. :data:`GENERATORS` maps a feed name to its generator.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import random
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 COLUMNS = ("id", "customer", "category", "price", "quantity", "ordered_at")
-COLUMN_TYPES = "price:N,quantity:N"  # the demo's CSV_IMPORT__IMPORT__COLUMN_TYPES
+SENSOR_COLUMNS = ("sensor_id", "reading_time", "temperature", "humidity", "battery_ok")
 CATEGORIES = ("books", "games", "garden", "kitchen", "music", "tools")
 
 
@@ -23,6 +29,7 @@ class SampleFile:
     body: bytes
     data_rows: int
     bad_rows: int
+    feed: str = "orders"
 
     @property
     def good_rows(self) -> int:
@@ -49,10 +56,10 @@ def _bad_rows(rng: random.Random, day: date, prefix: str) -> list[list[str]]:
     return [no_key, not_a_number, too_short]
 
 
-def _csv_bytes(rows: list[list[str]]) -> bytes:
+def _csv_bytes(rows: list[list[str]], columns: tuple[str, ...] = COLUMNS) -> bytes:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     writer.writerows(rows)
     return text.getvalue().encode("utf-8")
 
@@ -87,7 +94,7 @@ def _sample(
 
 
 def sample_week(
-    *, first_date: date, landing_prefix: str, large_file_rows: int, seed: int = 7
+    *, first_date: date, landing_prefix: str, large_file_rows: int, seed: int = 7, feed: str = "orders"
 ) -> list[SampleFile]:
     """Seven days of files under ``<landing_prefix><date>/``, deterministic for a given seed.
 
@@ -108,6 +115,65 @@ def sample_week(
         (day[6], "orders", 200, False, False),
     ]
     return [
-        _sample(rng, landing_prefix=landing_prefix, day=d, name=n, rows=r, with_bad_rows=b, gzipped=g)
+        dataclasses.replace(
+            _sample(rng, landing_prefix=landing_prefix, day=d, name=n, rows=r, with_bad_rows=b, gzipped=g),
+            feed=feed,
+        )
         for d, n, r, b, g in plan
     ]
+
+
+def _sensor_sample(
+    rng: random.Random, *, landing_prefix: str, day: date, name: str, sensors: int, gzipped: bool, feed: str
+) -> SampleFile:
+    """Readings of ``sensors`` sensors every 30 minutes of ``day``: key (sensor_id, reading_time epoch seconds)."""
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+    rows = [
+        [
+            f"{name}-sensor-{sensor:02d}",
+            str(start + slot * 1800),
+            f"{rng.uniform(-5, 35):.1f}",
+            str(rng.randrange(20, 95)),
+            "true" if rng.random() > 0.05 else "false",
+        ]
+        for sensor in range(sensors)
+        for slot in range(48)
+    ]
+    body = _csv_bytes(rows, SENSOR_COLUMNS)
+    suffix = ".csv"
+    if gzipped:
+        body = gzip.compress(body, mtime=0)
+        suffix = ".csv.gz"
+    return SampleFile(
+        partition_date=day,
+        key=f"{landing_prefix}{day.isoformat()}/{name}{suffix}",
+        body=body,
+        data_rows=len(rows),
+        bad_rows=0,
+        feed=feed,
+    )
+
+
+def sensor_week(
+    *,
+    first_date: date,
+    landing_prefix: str,
+    large_file_rows: int = 0,
+    seed: int = 7,
+    feed: str = "sensor_readings",
+) -> list[SampleFile]:
+    """Seven days of sensor readings under ``<landing_prefix><date>/``: one file a day (two on day 3, from two
+    sites), day 6 gzipped. ``large_file_rows`` is accepted for the generators' common signature and unused."""
+    del large_file_rows
+    rng = random.Random(seed)
+    day = [first_date + timedelta(days=offset) for offset in range(7)]
+    plan = [(d, "site-a", 3, offset == 5) for offset, d in enumerate(day)] + [(day[2], "site-b", 2, False)]
+    plan.sort(key=lambda entry: (entry[0], entry[1]))
+    return [
+        _sensor_sample(rng, landing_prefix=landing_prefix, day=d, name=n, sensors=c, gzipped=g, feed=feed)
+        for d, n, c, g in plan
+    ]
+
+
+# The demo's generator per shipped feed (``python -m include.demo`` lands a week for each).
+GENERATORS = {"orders": sample_week, "sensor_readings": sensor_week}

@@ -1,7 +1,7 @@
 """What happened to each landed file, read back from the bucket: manifests and verification markers.
 
-Every number comes from what the pipeline wrote (``manifests/<import_id>/shard-<i>-of-<n>.json`` from the job,
-``manifests/<import_id>/verified.json`` from ``verify_file``), never from the demo's own bookkeeping; the
+Every number comes from what the pipeline wrote (``manifests/<feed>/<import_id>/shard-<i>-of-<n>.json`` from the
+job, ``manifests/<feed>/<import_id>/verified.json`` from ``verify_file``), never from the demo's own bookkeeping; the
 generated files only supply what a correct import should report.
 """
 
@@ -61,6 +61,7 @@ class FileOutcome:
     def as_record(self) -> dict[str, Any]:
         """JSON-ready figures of this file (``--summary-json``)."""
         return {
+            "feed": self.sample.feed,
             "key": self.sample.key,
             "partition_date": self.sample.partition_date.isoformat(),
             "bytes": len(self.sample.body),
@@ -159,13 +160,25 @@ def exit_code(outcomes: Sequence[FileOutcome], failed_runs: Sequence[str]) -> in
 
 def format_table(outcomes: Sequence[FileOutcome]) -> str:
     """A plain-text table, one line per file."""
-    header = ("date", "key", "shards", "rows", "imported", "rejected", "verified", "duration", "result")
+    header = (
+        "feed",
+        "date",
+        "key",
+        "shards",
+        "rows",
+        "imported",
+        "rejected",
+        "verified",
+        "duration",
+        "result",
+    )
     lines = [header]
     for o in outcomes:
         duration = f"{o.duration_seconds:.1f} s" if o.duration_seconds is not None else "-"
         result = "as expected" if o.as_expected else "; ".join(o.problems)
         lines.append(
             (
+                o.sample.feed,
                 o.sample.partition_date.isoformat(),
                 o.sample.key,
                 str(o.shard_count or "-"),
@@ -180,7 +193,7 @@ def format_table(outcomes: Sequence[FileOutcome]) -> str:
     widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
     rendered = []
     for row in lines:
-        cells = [cell.rjust(w) if i >= 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        cells = [cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         rendered.append("  ".join([*cells, row[-1]]))
     rendered.insert(1, "-" * len(rendered[0]))
     return "\n".join(rendered)

@@ -271,13 +271,15 @@ def test_job_containers_are_told_where_moto_is(compose: dict[str, Any]) -> None:
 
     scheduler_env = _environment(compose["services"]["airflow-scheduler"])
     config = load_config(environ={k: v for k, v in scheduler_env.items() if k.startswith("CSV_IMPORT__")})
-    job_env = job_environment_from_config(config)
     moto_port = _environment(compose["services"]["moto"])["MOTO_PORT"]
-    assert job_env["AWS_ENDPOINT_URL"] == f"http://moto:{moto_port}"
-    assert job_env["AWS_DEFAULT_REGION"] == config.aws.region
-    assert job_env["AWS_ACCESS_KEY_ID"]
-    assert job_env["AWS_SECRET_ACCESS_KEY"]
-    assert job_env["bucket_name"] == config.bucket.name
+    for feed in config.feeds:
+        job_env = job_environment_from_config(config, feed)
+        assert job_env["AWS_ENDPOINT_URL"] == f"http://moto:{moto_port}"
+        assert job_env["AWS_DEFAULT_REGION"] == config.aws.region
+        assert job_env["AWS_ACCESS_KEY_ID"]
+        assert job_env["AWS_SECRET_ACCESS_KEY"]
+        assert job_env["bucket_name"] == config.bucket.name
+        assert job_env["table_name"] == feed.table.name
 
 
 def _compose_cli() -> list[str] | None:

@@ -13,18 +13,27 @@ from datetime import date
 import pytest
 
 from batch_import.config import load_config
-from include.demo.run import demo_environment, expected_shards
-from include.demo.sample_files import SampleFile, sample_week
+from include.demo.run import demo_environment, demo_feeds, expected_shards
+from include.demo.sample_files import GENERATORS, SampleFile
 from include.demo.summary import FileOutcome, exit_code, format_table
+
+DEMO_CONFIG = load_config(environ=demo_environment({}))
 
 
 def _week() -> list[SampleFile]:
-    return sample_week(first_date=date(2026, 1, 1), landing_prefix="incoming/", large_file_rows=8000)
+    """Every shipped feed's generated week, as the demo lands it."""
+    return [
+        sample
+        for feed in demo_feeds(DEMO_CONFIG)
+        for sample in GENERATORS[feed.name](
+            first_date=date(2026, 1, 1), landing_prefix=feed.landing_prefix, large_file_rows=8000
+        )
+    ]
 
 
 def _expected_shards(sample: SampleFile) -> int:
     """As the demo computes it, with the demo's own shard settings."""
-    return expected_shards(load_config(environ=demo_environment({})), sample)
+    return expected_shards(DEMO_CONFIG.feed(sample.feed), sample)
 
 
 def _as_reported(sample: SampleFile) -> FileOutcome:
@@ -154,3 +163,31 @@ def test_a_failed_backfill_run_exits_1_even_when_every_file_is_as_expected() -> 
 
 def test_no_file_in_the_summary_exits_1() -> None:
     assert exit_code([], failed_runs=[]) == 1
+
+
+def test_the_demo_covers_every_shipped_feed_and_its_files_fit_their_feed() -> None:
+    """Both shipped feeds have a week of files; each file lies under its feed's landing prefix and has the
+    feed's key columns and typed columns (or the job would refuse it)."""
+    import csv
+    import gzip
+    import io
+
+    assert [feed.name for feed in demo_feeds(DEMO_CONFIG)] == list(DEMO_CONFIG.feed_names)
+    samples = _week()
+    assert {sample.feed for sample in samples} == set(DEMO_CONFIG.feed_names)
+    for sample in samples:
+        feed = DEMO_CONFIG.feed(sample.feed)
+        assert sample.key.startswith(feed.landing_prefix), sample.key
+        body = gzip.decompress(sample.body) if sample.key.endswith(".gz") else sample.body
+        header = next(csv.reader(io.StringIO(body.decode())))
+        typed = [entry.split(":")[0] for entry in feed.column_types.split(",") if entry]
+        keys = [name for name, _, _ in feed.table.key_schema]
+        assert set(keys + typed) <= set(header), (sample.key, header)
+
+
+def test_the_summary_has_a_feed_column() -> None:
+    samples = _week()
+    table = format_table([_as_reported(sample) for sample in samples])
+    assert table.splitlines()[0].split()[0] == "feed"
+    for sample in samples:
+        assert _row(table, sample.key).split()[0] == sample.feed

@@ -22,11 +22,16 @@ from typing import Any
 import boto3
 import pytest
 
+from batch_import.config import load_config
 from include.local_aws import LocalAws
+from tests.fixtures.feeds import first_feed
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 REGION = "us-east-1"
+_FEED = first_feed(load_config(environ={}))
 E2E_CONFIG = {
+    # The tests' files have their own columns: nothing typed beyond the key.
+    f"CSV_IMPORT__FEEDS__{_FEED.name.upper()}__COLUMN_TYPES": "",
     "CSV_IMPORT__IMPORT__SHARD_THRESHOLD_BYTES": "4000",
     "CSV_IMPORT__IMPORT__SHARD_TARGET_BYTES": "2500",
     "CSV_IMPORT__IMPORT__MAX_SHARDS": "3",
@@ -47,6 +52,11 @@ class Pipeline:
     dynamodb: Any
     batch: Any
 
+    @property
+    def feed(self) -> Any:
+        """The feed these tests import (the shipped config's first)."""
+        return first_feed(self.config)
+
     def land(self, key: str, text: str) -> str:
         body = gzip.compress(text.encode()) if key.endswith(".gz") else text.encode()
         self.s3.put_object(Bucket=self.config.bucket.name, Key=key, Body=body)
@@ -54,7 +64,7 @@ class Pipeline:
 
     def items_of(self, import_id: str | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.config.table.name):
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.feed.table.name):
             items.extend(page["Items"])
         if import_id is None:
             return items
@@ -78,7 +88,7 @@ class Pipeline:
         ``without_logical_date`` makes a run like a REST trigger with ``logical_date: null``, queued for
         (``run_after``) ``date``.
         """
-        dag = parse_dag("import_csv_to_dynamodb")
+        dag = parse_dag(self.feed.dag_id)
         when = datetime.fromisoformat(date).replace(tzinfo=UTC)
         if without_logical_date:
             return dag.test(logical_date=None, run_after=when.replace(hour=6), run_conf=conf or None)
@@ -145,8 +155,6 @@ def pipeline(local_aws_server: LocalAws, airflow_db: None) -> Iterator[Pipeline]
         )
         for name, value in E2E_CONFIG.items():
             env.setenv(name, value)
-        from batch_import.config import load_config
-
         provisioned = parse_dag("provision_batch_environment").test()
         assert str(provisioned.state) == "success", task_states(provisioned)
         client_kwargs = {"endpoint_url": local_aws_server.url, "region_name": REGION}

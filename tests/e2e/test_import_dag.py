@@ -26,7 +26,7 @@ def rows(prefix: str, count: int) -> list[list[str]]:
 def manifest_totals(pipeline: Pipeline, import_id: str) -> dict[str, int]:
     bucket = pipeline.config.bucket
     listed = pipeline.s3.list_objects_v2(
-        Bucket=bucket.name, Prefix=f"{bucket.manifest_prefix}{import_id}/shard-"
+        Bucket=bucket.name, Prefix=f"{pipeline.feed.manifest_prefix}{import_id}/shard-"
     )
     totals = {"shards": 0, "rows_read": 0, "distinct_keys": 0, "rows_rejected": 0}
     for obj in listed.get("Contents", []):
@@ -41,10 +41,10 @@ def test_partition_with_several_files_is_imported_sharded_and_verified(pipeline:
     date = "2026-02-01"
     small = rows("small", 30)
     big = rows("big", 300) + rows("big", 40)  # 40 duplicate keys, spread over the shards by key hash
-    pipeline.land(f"incoming/{date}/small.csv", csv_text(HEADER, small))
-    pipeline.land(f"incoming/{date}/packed.csv.gz", csv_text(HEADER, rows("gz", 25)))
-    pipeline.land(f"incoming/{date}/big.csv", csv_text(HEADER, big))
-    pipeline.land(f"incoming/{date}/notes.txt", "not a csv: never imported")
+    pipeline.land(f"{pipeline.feed.landing_prefix}{date}/small.csv", csv_text(HEADER, small))
+    pipeline.land(f"{pipeline.feed.landing_prefix}{date}/packed.csv.gz", csv_text(HEADER, rows("gz", 25)))
+    pipeline.land(f"{pipeline.feed.landing_prefix}{date}/big.csv", csv_text(HEADER, big))
+    pipeline.land(f"{pipeline.feed.landing_prefix}{date}/notes.txt", "not a csv: never imported")
 
     run = pipeline.run_import(date)
 
@@ -70,7 +70,7 @@ def test_partition_with_several_files_is_imported_sharded_and_verified(pipeline:
     for import_ids in by_source.values():
         (import_id,) = import_ids
         marker = pipeline.s3.get_object(
-            Bucket=bucket.name, Key=f"{bucket.manifest_prefix}{import_id}/verified.json"
+            Bucket=bucket.name, Key=f"{pipeline.feed.manifest_prefix}{import_id}/verified.json"
         )
         assert json.loads(marker["Body"].read())["counted"] == len(pipeline.items_of(import_id))
 
@@ -86,9 +86,13 @@ def test_files_of_bad_rows_fail_import_file_at_once_with_the_reject_counts(
 ) -> None:
     date = "2026-02-02"
     bad_rows = [["", f"no key {n}", str(n)] for n in range(15)]
-    pipeline.land(f"incoming/{date}/bad.csv", csv_text(HEADER, rows("bad", 5) + bad_rows))
+    pipeline.land(
+        f"{pipeline.feed.landing_prefix}{date}/bad.csv", csv_text(HEADER, rows("bad", 5) + bad_rows)
+    )
     big_bad_rows = [["", f"no key at all {n}", str(n)] for n in range(200)]
-    pipeline.land(f"incoming/{date}/worse.csv", csv_text(HEADER, rows("worse", 30) + big_bad_rows))
+    pipeline.land(
+        f"{pipeline.feed.landing_prefix}{date}/worse.csv", csv_text(HEADER, rows("worse", 30) + big_bad_rows)
+    )
 
     run = pipeline.run_import(date)
 
@@ -109,7 +113,8 @@ def test_files_of_bad_rows_fail_import_file_at_once_with_the_reject_counts(
     assert "rows_read=230 rows_imported=30 rows_rejected=200" in output  # summed over the 3 shards
     # The job's own CloudWatch lines reach the task log (awslogs_enabled).
     assert (
-        f"csv_importer.progress: summary s3://{pipeline.config.bucket.name}/incoming/{date}/bad.csv" in output
+        f"csv_importer.progress: summary s3://{pipeline.config.bucket.name}/{pipeline.feed.landing_prefix}{date}/bad.csv"
+        in output
     )
 
 
@@ -125,17 +130,17 @@ def submit_operator(
     landed = describe_landed_file(pipeline.s3, bucket_name=config.bucket.name, key=key)
     settings = ImportSettings(
         bucket_name=config.bucket.name,
-        landing_prefix=config.bucket.landing_prefix,
-        manifest_prefix=config.bucket.manifest_prefix,
+        landing_prefix=pipeline.feed.landing_prefix,
+        manifest_prefix=pipeline.feed.manifest_prefix,
         max_reject_ratio=0.0,
-        configured_max_reject_ratio=config.import_.max_reject_ratio,
+        configured_max_reject_ratio=pipeline.feed.import_.max_reject_ratio,
         shard_threshold_bytes=10**9,
         shard_target_bytes=10**9,
         max_shards=1,
     )
-    (plan,) = plan_imports([landed], settings, dag_id="import_csv_to_dynamodb", run_id=f"manual__{key}")
+    (plan,) = plan_imports([landed], settings, dag_id=pipeline.feed.dag_id, run_id=f"manual__{key}")
     context: dict = {
-        "dag": SimpleNamespace(dag_id="import_csv_to_dynamodb"),
+        "dag": SimpleNamespace(dag_id=pipeline.feed.dag_id),
         "run_id": f"manual__{key}",
         "ti": mock.MagicMock(),
         "task_instance": mock.MagicMock(),
@@ -147,13 +152,13 @@ def submit_operator(
             task_id="import_file",
             job_name=plan["job_name"],
             job_queue=config.batch.job_queue,
-            job_definition=config.batch.job_definition,
+            job_definition=pipeline.feed.job_definition,
             container_overrides=container_overrides,
             import_id=plan["import_id"],
             s3_key=key,
             bucket_name=config.bucket.name,
-            manifest_prefix=config.bucket.manifest_prefix,
-            rejected_prefix=config.bucket.rejected_prefix,
+            manifest_prefix=pipeline.feed.manifest_prefix,
+            rejected_prefix=pipeline.feed.rejected_prefix,
             poll_interval=1,
             region_name=config.aws.region,
         )
@@ -162,7 +167,9 @@ def submit_operator(
 
 
 def test_a_retried_submit_reattaches_to_the_running_job(pipeline: Pipeline) -> None:
-    attempt, plan, context = submit_operator(pipeline, "incoming/2026-02-03/retried.csv", 50)
+    attempt, plan, context = submit_operator(
+        pipeline, f"{pipeline.feed.landing_prefix}2026-02-03/retried.csv", 50
+    )
 
     first = attempt()
     first.submit_job(context)  # the first try submits, then dies before it sees the job finish
@@ -177,7 +184,9 @@ def test_a_retryable_job_failure_stays_retryable_and_the_retry_submits_anew(pipe
     from airflow.sdk.exceptions import AirflowException
 
     # `false` exits 1 (UNEXPECTED): Batch retries it (evaluateOnExit), then Airflow may retry.
-    attempt, plan, context = submit_operator(pipeline, "incoming/2026-02-03/flaky.csv", 3, command=["false"])
+    attempt, plan, context = submit_operator(
+        pipeline, f"{pipeline.feed.landing_prefix}2026-02-03/flaky.csv", 3, command=["false"]
+    )
 
     with pytest.raises(AirflowException, match="a retry may fix this") as failure:
         attempt().execute(context)
@@ -190,7 +199,7 @@ def test_a_retryable_job_failure_stays_retryable_and_the_retry_submits_anew(pipe
 def test_a_file_overwritten_between_list_files_and_the_job_fails_at_once_and_the_next_run_imports_it(
     pipeline: Pipeline,
 ) -> None:
-    key = "incoming/2026-02-03/overwritten.csv"
+    key = f"{pipeline.feed.landing_prefix}2026-02-03/overwritten.csv"
     attempt, plan, context = submit_operator(pipeline, key, 4)  # planned for the first version's ETag
     pipeline.land(key, csv_text(HEADER, rows("second", 6)))  # a new version lands before the job starts
 
@@ -219,15 +228,15 @@ def test_an_s3_key_outside_the_landing_prefix_is_refused_before_any_job(pipeline
     list_files = ListLandedFilesOperator(
         task_id="list_files",
         bucket_name=config.bucket.name,
-        landing_prefix=config.bucket.landing_prefix,
-        manifest_prefix=config.bucket.manifest_prefix,
+        landing_prefix=pipeline.feed.landing_prefix,
+        manifest_prefix=pipeline.feed.manifest_prefix,
         shard_threshold_bytes=1,
         shard_target_bytes=1,
         max_shards=1,
         default_max_reject_ratio=0.0,
         region_name=config.aws.region,
     )
-    escaping_key = "incoming/../manifests/secret.csv"
+    escaping_key = f"{pipeline.feed.landing_prefix}../manifests/secret.csv"
     with pytest.raises(AirflowFailException, match="not allowed") as refused:
         list_files.execute({"params": {"s3_key": escaping_key}, "run_id": "manual__x"})  # type: ignore[arg-type]
     assert escaping_key in str(refused.value)
@@ -235,8 +244,8 @@ def test_an_s3_key_outside_the_landing_prefix_is_refused_before_any_job(pipeline
 
 
 def test_a_run_for_one_s3_key_does_not_wait_and_imports_only_that_file(pipeline: Pipeline) -> None:
-    key = pipeline.land("incoming/adhoc/one.csv", csv_text(HEADER, rows("one", 12)))
-    pipeline.land("incoming/2026-02-06/other.csv", csv_text(HEADER, rows("other", 7)))
+    key = pipeline.land(f"{pipeline.feed.landing_prefix}adhoc/one.csv", csv_text(HEADER, rows("one", 12)))
+    pipeline.land(f"{pipeline.feed.landing_prefix}2026-02-06/other.csv", csv_text(HEADER, rows("other", 7)))
 
     run = pipeline.run_import("2026-02-06", s3_key=key)
 
@@ -263,7 +272,7 @@ def test_a_day_without_files_is_skipped_naming_the_date(
 
 
 def test_a_run_without_logical_date_imports_the_partition_of_its_run_after_date(pipeline: Pipeline) -> None:
-    pipeline.land("incoming/2026-02-08/late.csv", csv_text(HEADER, rows("late", 9)))
+    pipeline.land(f"{pipeline.feed.landing_prefix}2026-02-08/late.csv", csv_text(HEADER, rows("late", 9)))
 
     run = pipeline.run_import("2026-02-08", without_logical_date=True)
 

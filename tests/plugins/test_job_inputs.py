@@ -13,6 +13,7 @@ from batch_import.provisioning.batch import job_environment_from_config
 from csv_importer.inputs import JOB_INPUTS, container_overrides, deployment_environment
 from csv_importer.settings import ImportSettings as JobSettings
 from csv_importer.settings import build_parser, load_settings
+from tests.fixtures.feeds import first_feed
 
 
 def _batch_environment(definition: dict[str, str], overrides: dict) -> dict[str, str]:
@@ -24,24 +25,28 @@ def _batch_environment(definition: dict[str, str], overrides: dict) -> dict[str,
 def test_overrides_plus_the_job_definition_parse_into_the_planned_settings(
     monkeypatch: pytest.MonkeyPatch, run_ratio: float | None
 ) -> None:
-    monkeypatch.setenv("CSV_IMPORT__IMPORT__COLUMN_TYPES", "price:N,active:BOOL")
+    config = load_config(environ={})
+    feed = first_feed(config)
+    name = feed.name.upper()
+    monkeypatch.setenv(f"CSV_IMPORT__FEEDS__{name}__COLUMN_TYPES", "price:N,active:BOOL")
     monkeypatch.setenv("CSV_IMPORT__IMPORT__EMPTY_CELLS", "null")
     monkeypatch.setenv("CSV_IMPORT__BUCKET__MANIFEST_PREFIX", "audit/manifests/")
-    monkeypatch.setenv("CSV_IMPORT__IMPORT__MAX_REJECT_RATIO", "0.1")
+    monkeypatch.setenv(f"CSV_IMPORT__FEEDS__{name}__MAX_REJECT_RATIO", "0.1")
     config = load_config()
+    feed = config.feed(feed.name)
     settings = ImportSettings(
         bucket_name=config.bucket.name,
-        landing_prefix=config.bucket.landing_prefix,
-        manifest_prefix=config.bucket.manifest_prefix,
-        max_reject_ratio=config.import_.max_reject_ratio if run_ratio is None else run_ratio,
-        configured_max_reject_ratio=config.import_.max_reject_ratio,
+        landing_prefix=feed.landing_prefix,
+        manifest_prefix=feed.manifest_prefix,
+        max_reject_ratio=feed.import_.max_reject_ratio if run_ratio is None else run_ratio,
+        configured_max_reject_ratio=feed.import_.max_reject_ratio,
         shard_threshold_bytes=100,
         shard_target_bytes=100,
         max_shards=4,
     )
-    landed = {"key": f"{config.bucket.landing_prefix}2026-01-02/a.csv", "size": 250, "etag": '"e-1"'}
+    landed = {"key": f"{feed.landing_prefix}2026-01-02/a.csv", "size": 250, "etag": '"e-1"'}
     (plan,) = plan_imports([landed], settings, dag_id="d", run_id="r")  # type: ignore[list-item]
-    environment = _batch_environment(job_environment_from_config(config), plan["container_overrides"])
+    environment = _batch_environment(job_environment_from_config(config, feed), plan["container_overrides"])
     environment["AWS_BATCH_JOB_ARRAY_INDEX"] = "2"
 
     parsed = load_settings([], environment)
@@ -49,17 +54,17 @@ def test_overrides_plus_the_job_definition_parse_into_the_planned_settings(
     assert parsed == JobSettings(
         bucket=config.bucket.name,
         key=landed["key"],
-        table=config.table.name,
+        table=feed.table.name,
         import_id=plan["import_id"],
         expected_etag='"e-1"',
         max_reject_ratio=0.1 if run_ratio is None else run_ratio,
         column_types={"price": "N", "active": "BOOL"},
         empty_cells="null",
-        manifest_prefix="audit/manifests/",
-        rejected_prefix=config.bucket.rejected_prefix,
+        manifest_prefix=f"audit/manifests/{feed.name}/",
+        rejected_prefix=feed.rejected_prefix,
         shard_count=plan["shard_count"],
         shard_index=2,
-        writer_concurrency=config.import_.writer_concurrency,
+        writer_concurrency=feed.import_.writer_concurrency,
     )
     assert plan["shard_count"] == 3
 

@@ -10,6 +10,10 @@ moto authorizes DynamoDB calls against resource ``*`` (so a policy scoped to one
 so the table's ARN is derived from the request as AWS does; and the role's trust policy names the admin user
 instead of ecs-tasks (moto's trust check fails on a Service principal) so the test can assume it. The role's
 permissions policy is exactly provisioning's.
+
+Per feed: two feeds of a generated config get their job roles with the policies the provisioning DAG's
+``<feed>.ensure_job_role`` tasks build; feed A's job, under A's role, imports A's file into A's table and is
+refused B's table, B's files and B's bookkeeping prefixes.
 """
 
 from __future__ import annotations
@@ -277,3 +281,189 @@ def test_the_job_writes_its_bookkeeping_only_under_the_prefixes_its_role_allows(
     admin_s3 = _client("s3", provisioned["url"], provisioned["admin"])
     listed = admin_s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
     assert not [o["Key"] for o in listed if o["Key"].startswith(("manifests/", "rejected/"))]
+
+
+# --- one job role per feed ------------------------------------------------------------------------------------
+
+FEED_BUCKET = "least-privilege-feeds"
+
+
+def _feed_roles_from_the_provisioning_dag(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """The config of two feeds and the provisioning DAG built from it (as the DAG processor builds it)."""
+    import importlib.util
+
+    from batch_import.config import load_config
+    from tests.fixtures.feeds import THREE_FEEDS, write_feeds_config
+
+    path = write_feeds_config(tmp_path_factory.mktemp("feeds") / "pipeline.toml", THREE_FEEDS[:2])
+    environ = {"CSV_IMPORT_CONFIG": str(path), "CSV_IMPORT__BUCKET__NAME": FEED_BUCKET}
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("CSV_IMPORT")]:
+            patch.delenv(name)
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        spec = importlib.util.spec_from_file_location(
+            "provision_for_feed_roles", PROJECT_ROOT / "dags" / "provision_batch_environment.py"
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return load_config(environ=environ), module.dag
+
+
+@pytest.fixture(scope="module")
+def feeds(provisioned: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Feeds ``orders`` (A) and ``customers`` (B): bucket, tables, job roles, one landed file each."""
+    url, admin = provisioned["url"], provisioned["admin"]
+    config, dag = _feed_roles_from_the_provisioning_dag(tmp_path_factory)
+    s3, dynamodb, iam, sts = (_client(name, url, admin) for name in ("s3", "dynamodb", "iam", "sts"))
+    ensure_bucket(s3, bucket_name=config.bucket.name, region=REGION)
+    account = describe_account(sts, REGION)
+    admin_arn = sts.get_caller_identity()["Arn"]
+    credentials: dict[str, dict[str, str]] = {}
+    for feed in config.feeds:
+        ensure_table(
+            dynamodb, table_name=feed.table.name, key_schema=feed.table.key_schema,
+            verification_index=feed.table.verification_index, poll_seconds=0.1,
+        )  # fmt: skip
+        task = dag.get_task(f"{feed.name}.ensure_job_role")  # the arguments provisioning really uses
+        assert task.role_name == feed.job_role
+        iam_resources.ensure_role(
+            iam,
+            resource="job_role",
+            role_name=task.role_name,
+            path=task.path,
+            trusted_service=iam_resources.ECS_TASKS,
+            inline_policy_name=iam_resources.JOB_POLICY_NAME,
+            inline_policy=iam_resources.job_role_policy(
+                account, bucket_name=task.bucket_name, landing_prefix=task.landing_prefix,
+                rejected_prefix=task.rejected_prefix, manifest_prefix=task.manifest_prefix,
+                table_name=task.table_name,
+            ),
+        )  # fmt: skip
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}],
+        }
+        iam.update_assume_role_policy(RoleName=feed.job_role, PolicyDocument=json.dumps(trust))
+        assumed = sts.assume_role(
+            RoleArn=iam.get_role(RoleName=feed.job_role)["Role"]["Arn"], RoleSessionName=feed.name
+        )
+        creds = assumed["Credentials"]
+        credentials[feed.name] = {
+            "aws_access_key_id": creds["AccessKeyId"],
+            "aws_secret_access_key": creds["SecretAccessKey"],
+            "aws_session_token": creds["SessionToken"],
+        }
+    a, b = config.feeds
+    s3.put_object(Bucket=config.bucket.name, Key=f"{a.landing_prefix}2026-03-01/a.csv",
+                  Body=b"id,price,quantity\na-1,1.5,2\na-2,3,4\n")  # fmt: skip
+    s3.put_object(Bucket=config.bucket.name, Key=f"{b.landing_prefix}2026-03-01/b.csv",
+                  Body=b"customer_no,active\n7,true\n")  # fmt: skip
+    return {"url": url, "admin": admin, "config": config, "a": a, "b": b, "credentials": credentials}
+
+
+def _run_feed_job(
+    feeds: dict[str, Any], *, role_of: str, key: str, table: str, prefixes_of: str, column_types: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """``csv-importer`` under feed ``role_of``'s job role, writing bookkeeping under feed ``prefixes_of``'s."""
+    creds = feeds["credentials"][role_of]
+    prefixes = feeds["config"].feed(prefixes_of)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "AWS_ENDPOINT_URL": feeds["url"],
+        "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+        "AWS_SESSION_TOKEN": creds["aws_session_token"],
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_MAX_ATTEMPTS": "2",
+    }
+    return subprocess.run(
+        ["csv-importer", "--bucket", feeds["config"].bucket.name, "--key", key, "--table", table,
+         "--manifest-prefix", prefixes.manifest_prefix, "--rejected-prefix", prefixes.rejected_prefix,
+         "--column-types", column_types],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def _bucket_keys(feeds: dict[str, Any]) -> list[str]:
+    s3 = _client("s3", feeds["url"], feeds["admin"])
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=feeds["config"].bucket.name).get("Contents", [])]
+
+
+def test_each_feeds_job_imports_its_own_file_under_its_own_role(feeds: dict[str, Any]) -> None:
+    a = feeds["a"]
+    done = _run_feed_job(
+        feeds, role_of=a.name, key=f"{a.landing_prefix}2026-03-01/a.csv", table=a.table.name,
+        prefixes_of=a.name, column_types=a.column_types,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    items = _client("dynamodb", feeds["url"], feeds["admin"]).scan(TableName=a.table.name)["Items"]
+    assert sorted(item["id"]["S"] for item in items) == ["a-1", "a-2"]
+    assert {item["price"]["N"] for item in items} == {"1.5", "3"}
+    assert [k for k in _bucket_keys(feeds) if k.startswith(a.manifest_prefix)]
+
+
+def test_feed_a_job_pointed_at_feed_b_table_is_refused(feeds: dict[str, Any]) -> None:
+    a, b = feeds["a"], feeds["b"]
+    done = _run_feed_job(
+        feeds,
+        role_of=a.name,
+        key=f"{a.landing_prefix}2026-03-01/a.csv",
+        table=b.table.name,
+        prefixes_of=a.name,
+    )
+    assert done.returncode == 3, done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"DynamoDB table {b.table.name!r}: DescribeTable denied (AccessDeniedException) (a retry cannot fix this)"
+        )
+    )
+    dynamodb = _client("dynamodb", feeds["url"], feeds["credentials"][a.name])
+    item = {"customer_no": {"N": "666"}}
+    assert _dynamodb_refusal(lambda: dynamodb.put_item(TableName=b.table.name, Item=item)) == DENIED
+    assert _client("dynamodb", feeds["url"], feeds["admin"]).scan(TableName=b.table.name)["Items"] == []
+
+
+def test_feed_a_job_pointed_at_feed_b_files_is_refused(feeds: dict[str, Any]) -> None:
+    a, b = feeds["a"], feeds["b"]
+    key = f"{b.landing_prefix}2026-03-01/b.csv"
+    # B's file, into A's table, under A's role: A may not read B's landing prefix.
+    done = _run_feed_job(feeds, role_of=a.name, key=key, table=a.table.name, prefixes_of=a.name)
+    assert done.returncode == 3, done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"s3://{feeds['config'].bucket.name}/{key}: access denied reading the object (a retry cannot fix this)"
+        )
+    )
+    items = _client("dynamodb", feeds["url"], feeds["admin"]).scan(TableName=a.table.name)["Items"]
+    assert not [item for item in items if "customer_no" in item]
+    # ... while B's own role reads it.
+    s3_b = _client("s3", feeds["url"], feeds["credentials"][b.name])
+    assert (
+        s3_b.get_object(Bucket=feeds["config"].bucket.name, Key=key)["Body"].read().startswith(b"customer_no")
+    )
+
+
+def test_feed_a_job_cannot_write_feed_b_bookkeeping(feeds: dict[str, Any]) -> None:
+    a, b = feeds["a"], feeds["b"]
+    before = [k for k in _bucket_keys(feeds) if k.startswith((b.manifest_prefix, b.rejected_prefix))]
+    done = _run_feed_job(
+        feeds, role_of=a.name, key=f"{a.landing_prefix}2026-03-01/a.csv", table=a.table.name,
+        prefixes_of=b.name, column_types=a.column_types,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "AccessDenied" in done.stderr
+    s3_a = _client("s3", feeds["url"], feeds["credentials"][a.name])
+    bucket = feeds["config"].bucket.name
+    assert _error_code(
+        lambda: s3_a.put_object(Bucket=bucket, Key=f"{b.manifest_prefix}x.json", Body=b"{}")
+    ) == ("AccessDenied")
+    after = [k for k in _bucket_keys(feeds) if k.startswith((b.manifest_prefix, b.rejected_prefix))]
+    assert after == before == []

@@ -5,6 +5,7 @@ Each conf goes the way a triggered run's conf goes: Airflow's own param validati
 object the API server holds; ``create_dagrun`` runs ``params.deep_merge(conf).validate()``), then the real
 ``list_files`` task against the local endpoint, which plans the Batch jobs. Whatever passes both must plan a
 job that reads one object under the landing prefix of the configured bucket and writes the configured table.
+The DAG under test is the first feed's; another feed's landing prefix is as much "outside" as any other key.
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from batch_import.config import load_config
+from tests.fixtures.feeds import first_feed
 
 pytestmark = pytest.mark.slow
 
 CONFIG = load_config()
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "import_csv_to_dynamodb.py"
-LANDING = CONFIG.bucket.landing_prefix
+FEED = first_feed(CONFIG)
+OTHER_FEED = CONFIG.feeds[1]
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "import_feeds.py"
+LANDING = FEED.landing_prefix
 HOSTILE_KEYS = [
+    f"{OTHER_FEED.landing_prefix}2026-01-01/a.csv",
+    f"{LANDING}../{OTHER_FEED.name}/2026-01-01/a.csv",
+    f"{CONFIG.bucket.landing_prefix}2026-01-01/a.csv",
     "../manifests/x.csv",
     f"{LANDING}../manifests/x.csv",
     f"{LANDING}2026-01-01/../../manifests/x.csv",
@@ -54,12 +61,12 @@ HOSTILE_KEYS = [
 
 @functools.cache
 def _import_dag() -> Any:
-    spec = importlib.util.spec_from_file_location("import_csv_to_dynamodb", DAG_FILE)
+    spec = importlib.util.spec_from_file_location("import_feeds", DAG_FILE)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.dag
+    return getattr(module, FEED.dag_id)
 
 
 @pytest.fixture(scope="module")
