@@ -29,13 +29,15 @@ import requests
 
 from batch_import.config import load_config
 from include.airflow_standalone import HEALTH_COMPONENTS, HEALTHY, AdminLogin, AirflowRestClient
-from include.demo import IMPORT_DAG_ID, PROVISION_DAG_ID
-from include.demo.run import LOCAL_CREDENTIALS, demo_environment
-from include.demo.sample_files import sample_week
+from include.demo import PROVISION_DAG_ID
+from include.demo.run import LOCAL_CREDENTIALS, demo_environment, demo_feeds
+from include.demo.sample_files import GENERATORS
 from tests.demo import process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SUMMARY_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}  ")
+DEMO_CONFIG = load_config(environ=demo_environment({}))
+FEED_NAMES = "|".join(re.escape(name) for name in DEMO_CONFIG.feed_names)
+SUMMARY_LINE = re.compile(rf"^(?:{FEED_NAMES}) +\d{{4}}-\d{{2}}-\d{{2}}  ")
 UI_LINE = re.compile(r"^Airflow UI:\s+(?P<url>http://\S+)\s+\(login (?P<username>\S+) / (?P<password>\S+)\)$")
 AWS_LINE = re.compile(r"^Local AWS:\s+(?P<url>http://\S+)$")
 DEMO_TIMEOUT = 840.0  # a hung demo fails the test instead of blocking the session
@@ -86,14 +88,25 @@ def ci_run(demo_home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _assert_summary(stdout: str) -> None:
-    generated = sample_week(first_date=date(2026, 1, 1), landing_prefix="incoming/", large_file_rows=1)
+    feeds = demo_feeds(DEMO_CONFIG)
+    assert len(feeds) >= 2, "the demo shows more than one feed"
+    generated = {
+        feed.name: GENERATORS[feed.name](
+            first_date=date(2026, 1, 1), landing_prefix=feed.landing_prefix, large_file_rows=1
+        )
+        for feed in feeds
+    }
     summary = [line for line in stdout.splitlines() if SUMMARY_LINE.match(line)]
-    assert len(summary) == len(generated), stdout
+    assert len(summary) == sum(len(week) for week in generated.values()), stdout
     assert all(line.endswith("as expected") for line in summary), stdout
-    # columns: date key shards rows imported rejected verified duration "s" result
+    # columns: feed date key shards rows imported rejected verified duration "s" result
+    for feed in feeds:
+        rows = [line for line in summary if line.split()[0] == feed.name]
+        assert len(rows) == len(generated[feed.name]), (feed.name, stdout)
+        assert all(line.split()[2].startswith(feed.landing_prefix) for line in rows), rows
     (sharded,) = [line for line in summary if "orders-bulk" in line]
-    assert int(sharded.split()[2]) > 1, f"the large file was not sharded: {sharded}"
-    with_rejects = [line for line in summary if int(line.split()[5]) > 0]
+    assert int(sharded.split()[3]) > 1, f"the large file was not sharded: {sharded}"
+    with_rejects = [line for line in summary if int(line.split()[6]) > 0]
     assert len(with_rejects) == 1, f"expected exactly one file with rejected rows: {with_rejects}"
 
 
@@ -167,7 +180,7 @@ def _hold_a_batch_job_running(aws_url: str, env: dict[str, str]) -> str:
     job_id = batch.submit_job(
         jobName="running-at-ctrl-c",
         jobQueue=config.batch.job_queue,
-        jobDefinition=config.batch.job_definition,
+        jobDefinition=config.feeds[0].job_definition,
         containerOverrides={"command": ["sleep", "3600"]},
     )["jobId"]
     deadline = time.monotonic() + 120
@@ -234,12 +247,12 @@ def test_running_it_again_without_ci_serves_until_ctrl_c_then_stops_everything(
             timeout=30,
         )
         assert refused.status_code == 401, refused.text
-        # ... and everything still runs: every component healthy, both DAGs there, the endpoint runs Batch jobs.
+        # ... and everything still runs: every component healthy, every DAG there, the endpoint runs Batch jobs.
         health = client.request("GET", "/api/v2/monitor/health")
         states = {name: (health.get(name) or {}).get("status") for name in HEALTH_COMPONENTS}
         assert states == dict.fromkeys(HEALTH_COMPONENTS, HEALTHY), health
         dag_ids = {dag["dag_id"] for dag in client.request("GET", "/api/v2/dags")["dags"]}
-        assert {IMPORT_DAG_ID, PROVISION_DAG_ID} <= dag_ids
+        assert {PROVISION_DAG_ID, *(feed.dag_id for feed in DEMO_CONFIG.feeds)} <= dag_ids
         job_id = _hold_a_batch_job_running(aws_url, env)
 
         recorded = process_tree.descendants(demo.pid)

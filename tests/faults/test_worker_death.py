@@ -20,9 +20,11 @@ from typing import Any
 import boto3
 import pytest
 
+from batch_import.config import load_config
 from batch_import.files import job_name_for
 from batch_import.provisioning.batch import retry_strategy
 from tests.faults.conftest import world_on_endpoint
+from tests.fixtures.feeds import first_feed
 from tests.local_aws.batch_jobs import create_queue, register_python_job
 
 pytestmark = pytest.mark.slow
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.slow
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "faults-worker-death"
 TABLE = "faults-worker-death-items"
-DAG_ID = "import_csv_to_dynamodb"
+DAG_ID = first_feed(load_config(environ={})).dag_id
 RUN_ID = "manual__worker-death"
 # The job: a few seconds of start-up, then the real import.
 SLOW_IMPORT = "import sys, time\ntime.sleep(4)\nfrom csv_importer.cli import main\nsys.exit(main([]))\n"

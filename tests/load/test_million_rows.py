@@ -19,8 +19,10 @@ from typing import Any
 import boto3
 import pytest
 
+from batch_import.config import load_config
 from include.demo.local_endpoint import LocalEndpointProcess
 from tests.fixtures.airflow_cli import airflow_cli_env, run_airflow
+from tests.fixtures.feeds import first_feed
 from tests.load.process_memory import PeakMemorySampler, ProcessPeak
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -31,6 +33,7 @@ SHARDS = 2
 LANDING_DATE = "2026-05-04"
 JOB_PEAK_GOAL_MIB = 150  # issue 2: a job importing a million short rows stays under 150 MB
 SPOT_CHECKED_ROWS = 2_000
+FEED = first_feed(load_config(environ={}))  # the feed whose DAG imports the file
 
 
 def million_rows_csv() -> bytes:
@@ -43,7 +46,7 @@ def pipeline_settings(file_bytes: int) -> dict[str, str]:
         "CSV_IMPORT__IMPORT__SHARD_THRESHOLD_BYTES": str(file_bytes // SHARDS),
         "CSV_IMPORT__IMPORT__SHARD_TARGET_BYTES": str(file_bytes // SHARDS + 1),
         "CSV_IMPORT__IMPORT__MAX_SHARDS": str(SHARDS),
-        "CSV_IMPORT__IMPORT__COLUMN_TYPES": "n:N",
+        f"CSV_IMPORT__FEEDS__{FEED.name.upper()}__COLUMN_TYPES": "n:N",
         "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "2",
         "CSV_IMPORT__SCHEDULE__SENSOR_POKE_SECONDS": "1",
         "CSV_IMPORT__SCHEDULE__SENSOR_GRACE_SECONDS": "10",
@@ -91,7 +94,8 @@ def test_a_million_rows_sharded_end_to_end_with_every_process_peak_memory(
     body = million_rows_csv()
     settings = pipeline_settings(len(body))
     config = load_config(environ=settings)
-    key = f"{config.bucket.landing_prefix}{LANDING_DATE}/million.csv"
+    feed = config.feed(FEED.name)
+    key = f"{feed.landing_prefix}{LANDING_DATE}/million.csv"
     endpoint = LocalEndpointProcess(log_path=tmp_path / "local_aws.log")
     phases: list[tuple[str, float]] = []  # (what, seconds): reported, never asserted
     phase_started = [time.monotonic()]
@@ -117,25 +121,25 @@ def test_a_million_rows_sharded_end_to_end_with_every_process_peak_memory(
             del body
             phase_done("landing the file")
 
-            imported = airflow(env, "dags", "test", "import_csv_to_dynamodb", LANDING_DATE)
+            imported = airflow(env, "dags", "test", feed.dag_id, LANDING_DATE)
             phase_done("import DAG (sharded job + verification)")
 
             import_id = derive_import_id(config.bucket.name, key, etag)
-            manifest_prefix = f"{config.bucket.manifest_prefix}{import_id}/"
+            manifest_prefix = f"{feed.manifest_prefix}{import_id}/"
             manifests = [
                 read_json(s3, config.bucket.name, f"{manifest_prefix}shard-{index}-of-{SHARDS}.json")
                 for index in range(SHARDS)
             ]
             verified = read_json(s3, config.bucket.name, f"{manifest_prefix}verified.json")
-            item_count = dynamodb.describe_table(TableName=config.table.name)["Table"]["ItemCount"]
+            item_count = dynamodb.describe_table(TableName=feed.table.name)["Table"]["ItemCount"]
             sample_numbers = sorted({0, ROWS - 1, *random.Random(6).sample(range(ROWS), SPOT_CHECKED_ROWS)})
             spot_checked = {}
             for start in range(0, len(sample_numbers), 100):
                 keys = [{"id": {"S": f"r{n:07d}"}} for n in sample_numbers[start : start + 100]]
-                request_items: dict[str, Any] = {config.table.name: {"Keys": keys}}
+                request_items: dict[str, Any] = {feed.table.name: {"Keys": keys}}
                 while request_items:
                     answer = dynamodb.batch_get_item(RequestItems=request_items)
-                    for item in answer["Responses"].get(config.table.name, []):
+                    for item in answer["Responses"].get(feed.table.name, []):
                         spot_checked[item["id"]["S"]] = item
                     request_items = answer.get("UnprocessedKeys") or {}
             phase_done("reading manifests, marker and spot-checked rows")
@@ -169,6 +173,6 @@ def test_a_million_rows_sharded_end_to_end_with_every_process_peak_memory(
     shard_peaks = [peak for role, peak in peaks if role.startswith("csv-importer shard")]
     assert sorted(peak.shard_index for peak in shard_peaks) == [str(i) for i in range(SHARDS)], report
     assert "local endpoint (moto server + Batch runtime)" in roles, report
-    assert any(role.startswith("airflow dags test import_csv_to_dynamodb") for role in roles), report
+    assert any(role.startswith(f"airflow dags test {feed.dag_id}") for role in roles), report
     assert all(peak.peak_kib > 0 for _, peak in peaks), report
     assert max(peak.peak_mib for peak in shard_peaks) < JOB_PEAK_GOAL_MIB, report

@@ -20,6 +20,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from batch_import.config import load_config
 from include.airflow_standalone import free_port
 from tests.fixtures.make import make_command, run_make, user_environment
 
@@ -44,8 +45,8 @@ def test_make_format_formats_the_project(tmp_path: Path) -> None:
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert messy.read_text() == 'from __future__ import annotations\n\nx = {"a": 1, "b": 2}\n'
-    assert (copy / "dags" / "import_csv_to_dynamodb.py").read_bytes() == (
-        PROJECT_ROOT / "dags" / "import_csv_to_dynamodb.py"
+    assert (copy / "dags" / "import_feeds.py").read_bytes() == (
+        PROJECT_ROOT / "dags" / "import_feeds.py"
     ).read_bytes()
 
 
@@ -98,4 +99,36 @@ def test_make_bench_writes_the_report(tmp_path: Path) -> None:
     text = report.read_text()
     assert text.startswith("# Benchmarks\n")
     assert "## DAG parse times" in text
-    assert re.search(r"\| `import_csv_to_dynamodb.py` \| 1 \| \d+ \|", text), text
+    shipped_feeds = len(load_config(environ={}).feeds)
+    assert re.search(rf"\| `import_feeds.py` \| {shipped_feeds} \| \d+ \|", text), text
+    # The feeds' scaling: 1 and 50 generated feeds, and one DAG under a task's parsing context.
+    assert re.search(r"\| 1 feed \| 1 \| \d+ \|", text), text
+    assert re.search(r"\| 50 feeds \| 50 \| \d+ \|", text), text
+    assert re.search(r"\| 50 feeds, a task's parsing context \(`import_feed001`\) \| 1 \| \d+ \|", text), text
+    assert re.search(r"50 feeds against 1 \(goal: well under 3x\): whole .* \d+\.\d\dx; first parse", text), (
+        text
+    )
+
+
+def _make_config(**overrides: str) -> subprocess.CompletedProcess[str]:
+    """``make config`` with ``overrides`` in the environment, as ``CSV_IMPORT__...=x make config`` runs it."""
+    env = {k: v for k, v in user_environment().items() if not k.startswith("CSV_IMPORT")} | overrides
+    return subprocess.run(
+        make_command("config"), cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_make_config_prints_the_resolved_config_and_fails_on_an_invalid_one() -> None:
+    import json
+
+    shown = _make_config(CSV_IMPORT__FEEDS__ORDERS__TABLE="orders-prod")
+
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    resolved = json.loads(shown.stdout)
+    assert {feed["name"]: feed["table"] for feed in resolved["feeds"]}["orders"] == "orders-prod"
+    assert [feed["dag_id"] for feed in resolved["feeds"]] == [f.dag_id for f in load_config(environ={}).feeds]
+
+    refused = _make_config(CSV_IMPORT__FEEDS__ORDERS__PARTITION_KEY_TYPE="B")
+    assert refused.returncode == 2  # python's exit 2; make also exits 2 when a recipe fails
+    assert refused.stdout == ""
+    assert "feeds.orders.partition_key_type" in refused.stderr

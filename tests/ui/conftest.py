@@ -18,11 +18,12 @@ from typing import Any
 import boto3
 import pytest
 
-from batch_import.config import PipelineConfig, load_config
+from batch_import.config import FeedConfig, PipelineConfig, load_config
 from include.airflow_standalone import AirflowRestClient, AirflowStandalone, local_aws_connection
-from include.demo import IMPORT_DAG_ID, PROVISION_DAG_ID
+from include.demo import PROVISION_DAG_ID
 from include.demo.local_endpoint import LocalEndpointProcess
-from include.demo.sample_files import COLUMN_TYPES, SampleFile, sample_week
+from include.demo.sample_files import SampleFile, sample_week
+from tests.fixtures.feeds import first_feed
 
 CHROMIUM = Path(os.environ.get("UI_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("UI_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -40,7 +41,6 @@ HEADLESS_FLAGS = (
 )
 LOCAL_CREDENTIALS = "local"
 UI_SETTINGS = {
-    "CSV_IMPORT__IMPORT__COLUMN_TYPES": COLUMN_TYPES,
     "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "2",
 }
 
@@ -80,6 +80,11 @@ class RunningStack:
     config: PipelineConfig
     landed: SampleFile
 
+    @property
+    def feed(self) -> FeedConfig:
+        """The feed whose DAG the tests trigger (the shipped config's first; ``landed`` is its file)."""
+        return first_feed(self.config)
+
     def s3_client(self) -> Any:
         return boto3.client(
             "s3",
@@ -109,7 +114,7 @@ def running_stack(
         )
         standalone.start()
         client = standalone.client()
-        for dag_id in (PROVISION_DAG_ID, IMPORT_DAG_ID):
+        for dag_id in (PROVISION_DAG_ID, *(feed.dag_id for feed in config.feeds)):
             client.wait_for_dag(dag_id)
         run = client.trigger(PROVISION_DAG_ID, logical_date=None)
         (provisioned,) = client.wait_for_runs(PROVISION_DAG_ID, [run["dag_run_id"]], timeout=300)
@@ -118,9 +123,9 @@ def running_stack(
         )
         # A date no scheduled run covers (catchup is off), so only the browser's trigger imports the file.
         day = datetime.now(UTC).date() - timedelta(days=40)
-        sample = sample_week(first_date=day, landing_prefix=config.bucket.landing_prefix, large_file_rows=10)[
-            0
-        ]
+        sample = sample_week(
+            first_date=day, landing_prefix=first_feed(config).landing_prefix, large_file_rows=10
+        )[0]
         stack = RunningStack(
             standalone=standalone,
             client=client,

@@ -1,7 +1,8 @@
-"""The import DAG's trigger form, used in a real (headless) browser against a running ``airflow standalone``.
+"""The import DAGs' trigger forms, used in a real (headless) browser against a running ``airflow standalone``.
 
-Login, open the DAG, trigger it with an ``s3_key``: the run succeeds and the file is imported and verified.
-Trigger it with a key outside the landing prefix: the form shows the refusal and no run is created.
+Login, open the first feed's DAG, trigger it with an ``s3_key``: the run succeeds and the file is imported and
+verified. Trigger it with a key outside its landing prefix, or another feed's DAG with this feed's key: the
+form shows the refusal and no run is created. The Dags page lists one DAG per feed.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from urllib.parse import quote, unquote
 import pytest
 
 from batch_import import files
-from include.demo import IMPORT_DAG_ID
+from batch_import.config import load_config
 from include.demo.sample_files import sample_week
 from include.demo.summary import read_outcome
+from tests.fixtures.feeds import first_feed
 from tests.ui.conftest import RunningStack
+
+SHIPPED = load_config(environ={})
+IMPORT_DAG_ID = first_feed(SHIPPED).dag_id  # the feed of the stack's landed file
+OTHER_DAG_ID = SHIPPED.feeds[1].dag_id
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -142,28 +148,47 @@ def test_trigger_form_imports_the_given_s3_key(browser: Any, running_stack: Runn
         stack.s3_client(),
         stack.landed,
         bucket_name=stack.config.bucket.name,
-        manifest_prefix=stack.config.bucket.manifest_prefix,
+        manifest_prefix=stack.feed.manifest_prefix,
         expected_shards=1,
     )
     assert outcome.as_expected, f"{stack.landed.key}: {outcome.problems}"
     assert files.is_verified(
         stack.s3_client(),
         bucket_name=stack.config.bucket.name,
-        manifest_prefix=stack.config.bucket.manifest_prefix,
+        manifest_prefix=stack.feed.manifest_prefix,
         import_id=outcome.import_id,
     )
 
 
+def test_the_dags_page_lists_one_import_dag_per_feed(browser: Any, running_stack: RunningStack) -> None:
+    from selenium.webdriver.common.by import By
+
+    _log_in(browser, running_stack, "/dags")
+    for feed in running_stack.config.feeds:
+        link = f"//a[normalize-space(.)='{feed.dag_id}']"
+        _wait(browser).until(lambda driver, link=link: driver.find_elements(By.XPATH, link), feed.dag_id)
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "where"),
+    [
+        pytest.param(IMPORT_DAG_ID, "outside", id="outside-the-landing-prefix"),
+        pytest.param(OTHER_DAG_ID, "other-feed", id="another-feeds-file"),
+    ],
+)
 def test_trigger_form_refuses_a_key_outside_the_landing_prefix(
-    browser: Any, running_stack: RunningStack
+    browser: Any, running_stack: RunningStack, dag_id: str, where: str
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
     stack = running_stack
-    outside_key = "elsewhere/" + stack.landed.key.removeprefix(stack.config.bucket.landing_prefix)
-    runs_before = {run["dag_run_id"] for run in stack.client.dag_runs(IMPORT_DAG_ID)}
-    dag_path = f"/dags/{IMPORT_DAG_ID}"
+    if where == "outside":
+        outside_key = "elsewhere/" + stack.landed.key.removeprefix(stack.config.bucket.landing_prefix)
+    else:  # the first feed's landed file, given to another feed's form: not under that feed's prefix
+        outside_key = stack.landed.key
+    runs_before = {run["dag_run_id"] for run in stack.client.dag_runs(dag_id)}
+    dag_path = f"/dags/{dag_id}"
     _log_in(browser, stack, dag_path)
     _open_trigger_form(browser)
     _submit_with_s3_key(browser, outside_key)
@@ -175,7 +200,7 @@ def test_trigger_form_refuses_a_key_outside_the_landing_prefix(
     assert outside_key in shown.text, shown.text
     assert "does not match" in shown.text, shown.text
     assert f"{dag_path}/runs/" not in browser.current_url
-    runs_after = {run["dag_run_id"] for run in stack.client.dag_runs(IMPORT_DAG_ID)}
+    runs_after = {run["dag_run_id"] for run in stack.client.dag_runs(dag_id)}
     assert runs_after == runs_before, f"a refused trigger created runs: {runs_after - runs_before}"
 
 
@@ -187,7 +212,7 @@ def test_cli_backfill_imports_a_past_day(running_stack: RunningStack) -> None:
 
     stack = running_stack
     day = date.fromisoformat(stack.landed.key.split("/")[-2]) - timedelta(days=3)
-    landing_prefix = stack.config.bucket.landing_prefix
+    landing_prefix = stack.feed.landing_prefix
     sample = sample_week(first_date=day, landing_prefix=landing_prefix, large_file_rows=10, seed=11)[0]
     stack.s3_client().put_object(Bucket=stack.config.bucket.name, Key=sample.key, Body=sample.body)
 
@@ -219,7 +244,7 @@ def test_cli_backfill_imports_a_past_day(running_stack: RunningStack) -> None:
         stack.s3_client(),
         sample,
         bucket_name=stack.config.bucket.name,
-        manifest_prefix=stack.config.bucket.manifest_prefix,
+        manifest_prefix=stack.feed.manifest_prefix,
         expected_shards=1,
     )
     assert outcome.as_expected, f"{sample.key}: {outcome.problems}"
