@@ -12,7 +12,10 @@ import gzip
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +29,9 @@ from batch_import.config import load_config
 from include.local_aws import LocalAws
 from tests.fixtures.feeds import first_feed
 
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = PROJECT_ROOT / "dags"
+READ_ONLY_PREFIXES = ("describe", "list", "get", "head")
 REGION = "us-east-1"
 _FEED = first_feed(load_config(environ={}))
 E2E_CONFIG = {
@@ -166,3 +171,95 @@ def pipeline(local_aws_server: LocalAws, airflow_db: None) -> Iterator[Pipeline]
             batch=boto3.client("batch", **client_kwargs),
         )
         local_aws_server.stop_jobs("e2e module finished")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """``python -m include.local_aws`` as a user starts it, in its own process; it records requests on demand."""
+
+    url: str
+    recording: Path
+
+    def start_recording(self) -> None:
+        self._moto_api("reset-recording")
+        self._moto_api("start-recording")
+
+    def stop_recording(self) -> list[dict[str, Any]]:
+        """Every request received since :meth:`start_recording` (moto's recorder: method, url, headers, body)."""
+        self._moto_api("stop-recording")
+        text = self.recording.read_text() if self.recording.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def _moto_api(self, action: str) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/recorder/{action}", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+
+
+def operation_of(request: dict[str, Any]) -> str:
+    """The AWS operation of a recorded request: ``dynamodb:DescribeTable``, ``iam:GetRole``, ``s3:GET`` ..."""
+    import base64
+    from urllib.parse import parse_qs, urlparse
+
+    headers = {name.lower(): value for name, value in request["headers"].items()}
+    target = headers.get("x-amz-target")
+    if target:  # JSON protocols: DynamoDB_20120810.DescribeTable, Logs_20140328.DescribeLogGroups
+        service, _, operation = target.partition(".")
+        return f"{service.split('_')[0].lower()}:{operation}"
+    body = request.get("body") or ""
+    if request.get("body_encoded"):
+        body = base64.b64decode(body).decode("utf-8", "replace")
+    action = parse_qs(body).get("Action") or parse_qs(urlparse(request["url"]).query).get("Action")
+    if action:  # query protocols: IAM, STS, EC2
+        return f"query:{action[0]}"
+    path = urlparse(request["url"]).path
+    if path.startswith("/v1/"):  # Batch (REST-JSON): /v1/describecomputeenvironments
+        return f"batch:{path.removeprefix('/v1/')}"
+    return f"s3:{request['method']}"
+
+
+def is_mutating(request: dict[str, Any]) -> bool:
+    operation = operation_of(request).split(":", 1)[1]
+    if operation_of(request).startswith("s3:"):
+        return operation not in ("GET", "HEAD")
+    return not operation.lower().startswith(READ_ONLY_PREFIXES)
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[Endpoint]:
+    recording = tmp_path / "requests.jsonl"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CSV_IMPORT", "AWS_ENDPOINT", "MOTO_"))
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MOTO_RECORDER_FILEPATH"] = str(recording)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "include.local_aws", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "local_aws.log").open("w"),
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://"), (
+            f"local endpoint did not start: {(tmp_path / 'local_aws.log').read_text()}"
+        )
+        yield Endpoint(url=url, recording=recording)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.fixture
+def endpoint_url(endpoint: Endpoint) -> str:
+    return endpoint.url

@@ -9,11 +9,7 @@ real ``csv-importer`` processes of the endpoint.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -26,42 +22,7 @@ from tests.fixtures.feeds import first_feed
 
 pytestmark = pytest.mark.slow
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 REGION = "us-east-1"
-
-
-@pytest.fixture
-def endpoint_url(tmp_path: Path) -> Iterator[str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CSV_IMPORT__", "AWS_ENDPOINT"))
-    }
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "include.local_aws", "--port", "0"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "local_aws.log").open("w"),
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
-        assert url.startswith("http://"), (
-            f"local endpoint did not start: {(tmp_path / 'local_aws.log').read_text()}"
-        )
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 def airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
