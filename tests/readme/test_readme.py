@@ -19,6 +19,10 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
         ("tests/demo/test_make_demo.py", '[sys.executable, "-m", "include.demo"'),
     ],
     "make test": [(".ci/run", "\nmake test\n")],  # CI's entry point runs exactly this
+    "make config": [
+        ("Makefile", "config: $(STAMP)\n\t@PYTHONPATH=plugins $(BIN)/python -m batch_import.config\n"),
+        ("tests/readme/test_make_targets.py", 'make_command("config")'),
+    ],
     "make push-image": [
         ("Makefile", "push-image: $(STAMP)"),
         ("tests/deploy/test_push_image.py", 'run_make("push-image", "TAG=v1")'),
@@ -51,13 +55,25 @@ def test_every_config_key_and_its_override_is_documented() -> None:
     config = tomllib.loads(
         (PROJECT_ROOT / "include" / "config" / "pipeline.toml").read_text(encoding="utf-8")
     )
+    from batch_import.config import _FEED_KEYS
+
     table = _section("Configuration")
     missing = [
         f"{section}.{key}"
         for section, values in config.items()
+        if section != "feeds"
         for key in values
         if f"`{section}.{key}`" not in table or f"`CSV_IMPORT__{section.upper()}__{key.upper()}`" not in table
     ]
+    # A feed's own keys (those the shipped feeds use and every key a feed may have), documented once.
+    feed_keys = set(_FEED_KEYS) | {key for feed in config["feeds"] for key in feed}
+    shared = {key for section in ("schedule", "import") for key in config[section]}
+    missing += [
+        f"feeds.{key}"
+        for key in sorted(feed_keys - shared - {"name"})
+        if f"| `{key}` |" not in table or f"`CSV_IMPORT__FEEDS__<NAME>__{key.upper()}`" not in table
+    ]
+    assert "| `name` |" in table, "README's feed table lacks name"
     assert missing == [], f"README's Configuration lacks {missing}"
 
 
@@ -71,6 +87,7 @@ MAKE_TARGETS_RUN_BY = {
     "test-fast": "tests/readme/test_make_targets.py",
     "local-aws": "tests/readme/test_make_targets.py",
     "bench": "tests/readme/test_make_targets.py",
+    "config": "tests/readme/test_make_targets.py",
 }
 
 
