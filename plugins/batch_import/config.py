@@ -420,7 +420,7 @@ def _section_values(
 
 # A feed's own keys, their types and defaults (None: required). ``landing_prefix`` defaults to
 # ``<bucket.landing_prefix><name>/``; any key of ``schedule`` and ``import`` may be set too.
-_FEED_KEYS: dict[str, tuple[type, Any]] = {
+FEED_KEYS: dict[str, tuple[type, Any]] = {
     "name": (str, None),
     "landing_prefix": (str, ""),
     "table": (str, None),
@@ -461,20 +461,20 @@ def _build_feed(
     where = f"feeds.{name}"
     schedule_keys = set(get_type_hints(ScheduleConfig))
     import_keys = set(get_type_hints(ImportConfig))
-    known = set(_FEED_KEYS) | schedule_keys | import_keys
+    known = set(FEED_KEYS) | schedule_keys | import_keys
     overrides = _feed_env(env, name)
     for origin, keys in (("key", set(raw)), ("environment override", set(overrides))):
         unknown = keys - known
         if unknown:
             raise ConfigError(
                 f"pipeline config {where}: unknown {origin} {sorted(unknown)} (a feed has "
-                f"{', '.join(_FEED_KEYS)} and the keys of [schedule] and [import])"
+                f"{', '.join(FEED_KEYS)} and the keys of [schedule] and [import])"
             )
     if "name" in overrides:
         raise ConfigError(f"pipeline config {where}.name: a feed's name cannot be overridden")
     values = {**raw, **overrides}
     own: dict[str, Any] = {}
-    for key, (hint, default) in _FEED_KEYS.items():
+    for key, (hint, default) in FEED_KEYS.items():
         if key not in values:
             if default is None:
                 raise ConfigError(f"pipeline config {where} is missing {key!r}")

@@ -88,7 +88,6 @@ def read_json(s3: Any, bucket: str, key: str) -> dict[str, Any]:
 def test_a_million_rows_sharded_end_to_end_with_every_process_peak_memory(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from batch_import.config import load_config
     from csv_importer.import_id import derive_import_id
 
     body = million_rows_csv()

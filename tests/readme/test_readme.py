@@ -55,7 +55,7 @@ def test_every_config_key_and_its_override_is_documented() -> None:
     config = tomllib.loads(
         (PROJECT_ROOT / "include" / "config" / "pipeline.toml").read_text(encoding="utf-8")
     )
-    from batch_import.config import _FEED_KEYS
+    from batch_import.config import FEED_KEYS
 
     table = _section("Configuration")
     missing = [
@@ -66,7 +66,7 @@ def test_every_config_key_and_its_override_is_documented() -> None:
         if f"`{section}.{key}`" not in table or f"`CSV_IMPORT__{section.upper()}__{key.upper()}`" not in table
     ]
     # A feed's own keys (those the shipped feeds use and every key a feed may have), documented once.
-    feed_keys = set(_FEED_KEYS) | {key for feed in config["feeds"] for key in feed}
+    feed_keys = set(FEED_KEYS) | {key for feed in config["feeds"] for key in feed}
     shared = {key for section in ("schedule", "import") for key in config[section]}
     missing += [
         f"feeds.{key}"
