@@ -144,7 +144,6 @@ with DAG(
             manifest_prefix=bucket.manifest_prefix,
             rejected_prefix=bucket.rejected_prefix,
             table_name=config.table.name,
-            index_name=config.table.verification_index,
             key_schema=[(name, key_type) for name, _, key_type in config.table.key_schema],
             settle_seconds=config.import_.poll_interval_seconds,
             outlets=[table_asset],

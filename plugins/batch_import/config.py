@@ -51,7 +51,7 @@ class TableConfig:
     partition_key_type: str
     sort_key: str
     sort_key_type: str
-    verification_index: str
+    import_id_index: str
 
     @property
     def key_schema(self) -> list[tuple[str, str, str]]:

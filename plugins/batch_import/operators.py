@@ -416,7 +416,6 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
     :param manifest_prefix: e.g. ``manifests/`` (templated)
     :param rejected_prefix: e.g. ``rejected/`` (templated)
     :param table_name: the DynamoDB table (templated)
-    :param index_name: the GSI on ``importSlot`` (templated)
     :param key_schema: ``[(attribute, S|N), ...]`` of the table key
     :param settle_attempts: how many times to count before concluding
     :param settle_seconds: pause between counts
@@ -432,7 +431,6 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         "manifest_prefix",
         "rejected_prefix",
         "table_name",
-        "index_name",
     )
 
     def __init__(
@@ -445,7 +443,6 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         manifest_prefix: str,
         rejected_prefix: str,
         table_name: str,
-        index_name: str,
         key_schema: Sequence[tuple[str, str]],
         expected_etag: str | None = None,
         settle_attempts: int = 3,
@@ -461,7 +458,6 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         self.manifest_prefix = manifest_prefix
         self.rejected_prefix = rejected_prefix
         self.table_name = table_name
-        self.index_name = index_name
         self.key_schema = key_schema
         self.settle_attempts = settle_attempts
         self.settle_seconds = settle_seconds
@@ -483,7 +479,6 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
                     import_id=self.import_id,
                     shard_count=int(self.shard_count),
                     table_name=self.table_name,
-                    index_name=self.index_name,
                     key_schema=[tuple(pair) for pair in self.key_schema],  # type: ignore[misc]
                     expected_etag=self.expected_etag or None,
                 )

@@ -114,7 +114,7 @@ def provisioned(enforcing_endpoint: str) -> dict[str, Any]:
     for table in (TABLE, OTHER_TABLE):
         ensure_table(
             dynamodb, table_name=table, key_schema=[("id", "HASH", "S")],
-            verification_index="importSlot-index", poll_seconds=0.1,
+            poll_seconds=0.1,
         )  # fmt: skip
     account = describe_account(_client("sts", url, admin), REGION)
     iam_resources.ensure_role(

@@ -26,7 +26,7 @@ from csv_importer.manifest import (
 )
 from csv_importer.progress import PROGRESS_INTERVAL_SECONDS, ProgressLog
 from csv_importer.reader import ObjectSource, RecordError, iter_lines, iter_records, open_s3_object
-from csv_importer.rows import INDEX_SLOTS, KeySchema, RowConverter, RowRejected, describe_key_schema
+from csv_importer.rows import KeySchema, RowConverter, RowRejected, describe_key_schema
 from csv_importer.settings import ImportSettings
 from csv_importer.writer import BatchItemWriter, RowOrigin, WriteOutcome
 
@@ -133,10 +133,10 @@ class ShardImport:
             self.counts.rows_imported -= 1
             self.reject(origin.line_number, reason, origin.fields)
             if self.converter is not None:
-                key_text, key_hash = self.converter.key_of(origin.fields)
+                key_text, _ = self.converter.key_of(origin.fields)
                 refused = self.refused_keys.get(key_text)
                 if refused is None:
-                    item, _ = self.converter.convert(origin.fields, key_hash)
+                    item, _ = self.converter.convert(origin.fields)
                     refused = self.refused_keys[key_text] = RefusedKey(
                         {key.name: item[key.name] for key in self.converter.key_attributes}
                     )
@@ -223,7 +223,7 @@ class ShardImport:
                         continue
                     counts.rows_read += 1
                     try:
-                        item, size = converter.convert(fields, key_hash)
+                        item, size = converter.convert(fields)
                     except RowRejected as rejection:
                         self.reject(line_number, str(rejection), fields)
                         continue
@@ -265,7 +265,6 @@ class ShardImport:
             rows_rejected=counts.rows_rejected,
             duplicate_keys=counts.duplicate_keys,
             distinct_keys=counts.distinct_keys,
-            index_slots=INDEX_SLOTS,
             rejected_key=rejected_at,
             started_at=iso_utc(self.started_at),
             finished_at=iso_utc(datetime.now(UTC)),

@@ -63,7 +63,6 @@ class ImportManifest:
     rows_rejected: int
     duplicate_keys: int
     distinct_keys: int
-    index_slots: int
     rejected_key: str
     started_at: str
     finished_at: str
@@ -134,7 +133,6 @@ class ManifestTotals:
     rows_rejected: int
     duplicate_keys: int
     distinct_keys: int
-    index_slots: int
     statuses: tuple[str, ...]
     etags: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
@@ -159,21 +157,14 @@ class ManifestTotals:
 
 
 def total_manifests(import_id: str, shard_count: int, manifests: Sequence[dict[str, Any]]) -> ManifestTotals:
-    """Add the shard manifests up (as :func:`read_manifests` returns them).
-
-    :raises ManifestError: the shards disagree on ``index_slots``.
-    """
+    """Add the shard manifests up (as :func:`read_manifests` returns them)."""
     totals = {name: sum(int(m.get(name) or 0) for m in manifests) for name in _COUNTERS}
-    slots = {int(m["index_slots"]) for m in manifests if m.get("index_slots")}
-    if len(slots) > 1:
-        raise ManifestError(f"import {import_id}: shard manifests disagree on index_slots {sorted(slots)}")
     starts = sorted(str(m["started_at"]) for m in manifests if m.get("started_at"))
     ends = sorted(str(m["finished_at"]) for m in manifests if m.get("finished_at"))
     return ManifestTotals(
         import_id=import_id,
         shard_count=shard_count,
         shards_found=len(manifests),
-        index_slots=slots.pop() if slots else 0,
         statuses=tuple(sorted({str(m.get("status", "unknown")) for m in manifests})) or ("missing",),
         etags=tuple(sorted({str(m["etag"]) for m in manifests if m.get("etag")})),
         errors=tuple(str(m["error"]) for m in manifests if m.get("error")),
