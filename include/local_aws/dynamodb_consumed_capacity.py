@@ -26,6 +26,7 @@ from typing import Any
 from moto.dynamodb import responses
 
 _installed = False
+_originals: dict[str, Any] = {}
 INDEX_ENTRY_OVERHEAD_BYTES = 100
 
 
@@ -133,7 +134,7 @@ def consumed_capacity_patch_problems() -> list[str]:
         ("batch_write_item", '"CapacityUnits": 1.0'),
         ("batch_get_item", '"CapacityUnits": len(keys)'),
     ):
-        method = getattr(handler, name, None)
+        method = _originals.get(name) or getattr(handler, name, None)
         if method is None or marker not in inspect.getsource(method):
             problems.append(f"DynamoHandler.{name} no longer answers {marker}")
     return problems
@@ -149,6 +150,7 @@ def install_consumed_capacity_patch() -> None:
         raise RuntimeError(f"moto changed, the ConsumedCapacity patch no longer fits: {'; '.join(problems)}")
     handler = responses.DynamoHandler
     original_write, original_get = handler.batch_write_item, handler.batch_get_item
+    _originals.update(batch_write_item=original_write, batch_get_item=original_get)
 
     def batch_write_item(self: Any) -> Any:
         # Computed before the write: the same item sizes DynamoDB charges for, whatever was there before.

@@ -123,6 +123,21 @@ class ImportConfig:
 
 
 @dataclass(frozen=True)
+class PricesConfig:
+    """List prices the cost report multiplies by (README, "What an import costs")."""
+
+    region: str
+    read_on: str
+    source: str
+    dynamodb_write_per_million_units: float
+    dynamodb_read_per_million_units: float
+    fargate_vcpu_per_hour: float
+    fargate_gib_per_hour: float
+    s3_put_per_thousand: float
+    s3_get_per_thousand: float
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     aws: AwsConfig
     bucket: BucketConfig
@@ -131,6 +146,7 @@ class PipelineConfig:
     batch: BatchConfig
     schedule: ScheduleConfig
     import_: ImportConfig
+    prices: PricesConfig
     source: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -145,6 +161,7 @@ _SECTIONS: dict[str, tuple[str, type]] = {
     "batch": ("batch", BatchConfig),
     "schedule": ("schedule", ScheduleConfig),
     "import": ("import_", ImportConfig),
+    "prices": ("prices", PricesConfig),
 }
 
 

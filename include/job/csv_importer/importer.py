@@ -270,6 +270,7 @@ class ShardImport:
             finished_at=iso_utc(datetime.now(UTC)),
             status=status,
             error=error,
+            batch_job_id=settings.batch_job_id,
         )
         write_manifest(self.s3, manifest, manifest_prefix=settings.manifest_prefix)
         self.progress.summary(

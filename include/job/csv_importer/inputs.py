@@ -115,6 +115,13 @@ JOB_INPUTS: tuple[JobInput, ...] = (
         "0",
     ),
     JobInput(
+        "batch_job_id",
+        "AWS_BATCH_JOB_ID",
+        "--batch-job-id",
+        "batch",
+        "the AWS Batch job running this shard, recorded in its manifest (AWS Batch sets it)",
+    ),
+    JobInput(
         "writer_concurrency",
         "writer_concurrency",
         "--writer-concurrency",

@@ -68,6 +68,7 @@ class ImportManifest:
     finished_at: str
     status: Status
     error: str | None = None
+    batch_job_id: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -138,6 +139,8 @@ class ManifestTotals:
     errors: tuple[str, ...] = ()
     started_at: str | None = None
     finished_at: str | None = None
+    run_seconds: float = 0.0
+    batch_job_ids: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -170,8 +173,22 @@ def total_manifests(import_id: str, shard_count: int, manifests: Sequence[dict[s
         errors=tuple(str(m["error"]) for m in manifests if m.get("error")),
         started_at=starts[0] if starts else None,
         finished_at=ends[-1] if ends else None,
+        run_seconds=sum(_run_seconds(m) for m in manifests),
+        batch_job_ids=tuple(sorted({str(m["batch_job_id"]) for m in manifests if m.get("batch_job_id")})),
         **totals,
     )
+
+
+def _run_seconds(manifest: dict[str, Any]) -> float:
+    """One shard's run time, from its ``started_at`` to its ``finished_at`` (0 when either is missing)."""
+    from datetime import datetime
+
+    try:
+        started = datetime.fromisoformat(str(manifest["started_at"]).replace("Z", "+00:00"))
+        finished = datetime.fromisoformat(str(manifest["finished_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return 0.0
+    return max(0.0, (finished - started).total_seconds())
 
 
 def read_totals(

@@ -43,6 +43,7 @@ class ImportSettings:
     shard_count: int = 1
     shard_index: int = 0
     writer_concurrency: int = DEFAULT_WRITER_CONCURRENCY
+    batch_job_id: str | None = None
 
     @property
     def source_uri(self) -> str:
@@ -169,6 +170,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Imp
         shard_count=shard_count,
         shard_index=shard_index,
         writer_concurrency=concurrency,
+        batch_job_id=raw.get("batch_job_id"),
     )
 
 
