@@ -30,7 +30,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from csv_importer.exit_codes import BadInput, UsageProblem
-from csv_importer.manifest import read_totals
+from csv_importer.manifest import read_totals, total_manifests
 from csv_importer.rows import (
     MAX_ITEM_BYTES,
     KeyAttribute,
@@ -355,3 +355,21 @@ def test_the_lineage_setting_is_parsed_from_env_and_flag() -> None:
     assert load_settings(["--lineage", "all"], {**base, "lineage": "import_id"}).lineage == "all"
     with pytest.raises(UsageProblem, match="lineage must be one of all, import_id"):
         load_settings([], {**base, "lineage": "none"})
+
+
+def test_the_summer_adds_the_units_and_each_index_s_units_up() -> None:
+    base = {"index_slots": 16, "status": "succeeded"}
+    manifests = [
+        {**base, "write_request_units": 2.5, "write_request_units_source": "consumed_capacity",
+         "index_write_request_units": {"bySlot": 1.0}},
+        {**base, "write_request_units": 3.0, "write_request_units_source": "consumed_capacity",
+         "index_write_request_units": {"bySlot": 2.0, "byDate": 1.5}},
+        {**base, "write_request_units": 4, "write_request_units_source": "computed",
+         "index_write_request_units": None},
+        base,  # a manifest written before the job recorded units
+    ]  # fmt: skip
+    totals = total_manifests("imp", 4, manifests)
+    assert totals.write_request_units == 9.5
+    assert totals.write_request_units_sources == ("computed", "consumed_capacity")
+    assert totals.index_write_request_units == {"bySlot": 3.0, "byDate": 1.5}
+    assert total_manifests("imp", 1, [base]).index_write_request_units is None

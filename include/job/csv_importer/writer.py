@@ -72,6 +72,7 @@ class WriteOutcome:
     computed_units: int = 0
     reported_units: float = 0.0
     reported_index_units: dict[str, float] = field(default_factory=dict)
+    answers: int = 0  # BatchWriteItem and PutItem calls DynamoDB answered
     # Every answer carried ConsumedCapacity for the table, never below the computed units of what it processed.
     reported: bool = True
 
@@ -83,7 +84,7 @@ class WriteUnits:
     computed: int = 0
     reported: float = 0.0
     reported_index: dict[str, float] = field(default_factory=dict)
-    answers: int = 0  # requests DynamoDB answered
+    answers: int = 0  # calls DynamoDB answered
     all_reported: bool = True
 
     def add(self, outcome: WriteOutcome) -> None:
@@ -92,7 +93,7 @@ class WriteUnits:
         for index, units in outcome.reported_index_units.items():
             self.reported_index[index] = self.reported_index.get(index, 0.0) + units
         self.all_reported = self.all_reported and outcome.reported
-        self.answers += 1
+        self.answers += outcome.answers
 
     @property
     def source(self) -> WriteUnitsSource:
@@ -276,6 +277,7 @@ class BatchItemWriter:
         """Add one answer's units: ``computed`` from the sizes of the items it processed, ``consumed`` as
         DynamoDB reported them (its ``ConsumedCapacity``)."""
         outcome.computed_units += computed
+        outcome.answers += 1
         reported = table_consumed_capacity(consumed, self._table)
         if reported is None or reported[0] < computed:
             outcome.reported = False
