@@ -41,7 +41,7 @@ from csv_importer.rows import (
     write_request_units,
 )
 from csv_importer.settings import load_settings
-from csv_importer.writer import BatchItemWriter, RowOrigin, WriteOutcome
+from csv_importer.writer import BatchItemWriter, RowOrigin, WriteOutcome, table_consumed_capacity
 from tests.job.conftest import BUCKET, ImportRunner, csv_text, put_object, scan_items
 
 WRITER_TABLE = "units-test"
@@ -373,3 +373,26 @@ def test_the_summer_adds_the_units_and_each_index_s_units_up() -> None:
     assert totals.write_request_units_sources == ("computed", "consumed_capacity")
     assert totals.index_write_request_units == {"bySlot": 3.0, "byDate": 1.5}
     assert total_manifests("imp", 1, [base]).index_write_request_units is None
+
+
+@pytest.mark.parametrize(
+    ("consumed", "expected"),
+    [
+        (  # INDEXES: the table's own figure beside each index's
+            [{"TableName": "t", "CapacityUnits": 3.0, "Table": {"CapacityUnits": 2.0},
+              "LocalSecondaryIndexes": {"byDate": {"CapacityUnits": 1.0}}}],
+            (2.0, {"byDate": 1.0}),
+        ),
+        (  # no Table entry: the total less the indexes'
+            {"TableName": "t", "CapacityUnits": 7.0, "GlobalSecondaryIndexes": {"bySlot": {"CapacityUnits": 2.0}}},
+            (5.0, {"bySlot": 2.0}),
+        ),
+        ([{"TableName": "other", "CapacityUnits": 1.0}], None),
+        ([], None),
+        (None, None),
+    ],
+)  # fmt: skip
+def test_the_table_s_and_each_index_s_units_are_read_from_consumed_capacity(
+    consumed: Any, expected: Any
+) -> None:
+    assert table_consumed_capacity(consumed, "t") == expected

@@ -111,14 +111,15 @@ class WriteUnits:
 
 
 def table_consumed_capacity(consumed: Any, table: str) -> tuple[float, dict[str, float]] | None:
-    """The table's own units and each global secondary index's from an answer's ``ConsumedCapacity`` (a list
-    for BatchWriteItem, one entry for PutItem); None when it holds none for ``table``."""
+    """The table's own units and each secondary index's (global or local, by name) from an answer's
+    ``ConsumedCapacity`` (a list for BatchWriteItem, one entry for PutItem); None when it holds none for ``table``."""
     for entry in consumed if isinstance(consumed, list) else [consumed] if consumed else []:
         if entry.get("TableName") != table or "CapacityUnits" not in entry:
             continue
         indexes = {
             name: float(capacity.get("CapacityUnits", 0.0))
-            for name, capacity in entry.get("GlobalSecondaryIndexes", {}).items()
+            for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes")
+            for name, capacity in entry.get(kind, {}).items()
         }
         if "Table" in entry:
             return float(entry["Table"].get("CapacityUnits", 0.0)), indexes
