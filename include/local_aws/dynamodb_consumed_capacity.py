@@ -36,10 +36,11 @@ def _value_bytes(value: dict[str, Any]) -> int:
         return len(str(data).encode("utf-8"))
     if kind == "N":
         try:
-            digits = len(Decimal(str(data)).normalize().as_tuple().digits)
+            number = Decimal(str(data))
         except InvalidOperation:
-            digits = len(str(data))
-        return (digits + 1) // 2 + 1
+            return len(str(data))
+        digits = 0 if number.is_zero() else len(number.normalize().as_tuple().digits)
+        return (digits + 1) // 2 + 1  # one byte per two significant digits, plus one (zero: no digit)
     if kind in ("BOOL", "NULL"):
         return 1
     if kind == "B":

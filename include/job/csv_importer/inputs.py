@@ -22,6 +22,7 @@ Scope = Literal["deployment", "file", "batch"]
 
 DEFAULT_WRITER_CONCURRENCY = 4
 EMPTY_CELLS_CHOICES = ("keep", "omit", "null")
+LINEAGE_CHOICES = ("all", "import_id")
 DEFAULT_MANIFEST_PREFIX = "manifests/"
 DEFAULT_REJECTED_PREFIX = "rejected/"
 
@@ -88,6 +89,14 @@ JOB_INPUTS: tuple[JobInput, ...] = (
         "deployment",
         'an empty non-key cell: keep ("" for string columns), omit (no attribute) or null (the NULL type)',
         "keep",
+    ),
+    JobInput(
+        "lineage",
+        "lineage",
+        "--lineage",
+        "deployment",
+        "lineage attributes stamped on every item: all (importId, sourceKey, importedAt) or import_id (importId)",
+        "all",
     ),
     JobInput(
         "manifest_prefix",

@@ -16,18 +16,28 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from csv_importer.exit_codes import BadInput, TransientFailure, UsageProblem
-from csv_importer.settings import ColumnType, EmptyCells
+from csv_importer.settings import ColumnType, EmptyCells, Lineage
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 else:
     DynamoDBClient = Any
 
+# Item sizes follow "DynamoDB item sizes and formats"
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html): attribute
+# names and string values by their UTF-8 bytes, a number by (significant digits + 1) // 2 + 1 bytes, BOOL and
+# NULL 1 byte. The 400 KB limit and the 1 KB write unit are binary: 1 KB = 1024 bytes.
 MAX_ITEM_BYTES = 400 * 1024
+WRITE_UNIT_BYTES = 1024
 MAX_PARTITION_KEY_BYTES = 2048
 MAX_SORT_KEY_BYTES = 1024
 KEY_SEPARATOR = "\x1f"
 RESERVED_ATTRIBUTES = ("importId", "sourceKey", "importedAt")
+# The lineage attributes each ``lineage`` choice stamps (all of them stay reserved column names either way).
+LINEAGE_ATTRIBUTES: Mapping[Lineage, tuple[str, ...]] = {
+    "all": ("importId", "sourceKey", "importedAt"),
+    "import_id": ("importId",),
+}
 # DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..9E+125.
 MAX_NUMBER_DIGITS = 38
 MIN_NUMBER_EXPONENT, MAX_NUMBER_EXPONENT = -130, 125
@@ -93,6 +103,17 @@ def describe_key_schema(dynamodb: DynamoDBClient, table: str) -> KeySchema:
     return KeySchema(partition=attributes["HASH"], sort=attributes.get("RANGE"))
 
 
+def write_request_units(item_bytes: int) -> int:
+    """DynamoDB's write request units for writing one item of ``item_bytes``: one per 1 KB, rounded up, at least 1."""
+    return max(1, -(-item_bytes // WRITE_UNIT_BYTES))
+
+
+def lineage_stamps(lineage: Lineage, *, import_id: str, source_uri: str, imported_at: str) -> dict[str, str]:
+    """The lineage attributes (name -> string value) the ``lineage`` setting stamps on every item."""
+    values = {"importId": import_id, "sourceKey": source_uri, "importedAt": imported_at}
+    return {name: values[name] for name in LINEAGE_ATTRIBUTES[lineage]}
+
+
 def _shown(text: str) -> str:
     """A cell for a rejection reason: quoted, and cut short when long (the whole row is in ``raw_row``)."""
     return repr(text) if len(text) <= 64 else f"{text[:40]!r}... ({len(text)} characters)"
@@ -100,6 +121,9 @@ def _shown(text: str) -> str:
 
 def parse_number(text: str) -> tuple[str, int]:
     """Return DynamoDB's canonical text for a number and its stored size in bytes (without the name).
+
+    The size is DynamoDB's documented rule: leading and trailing zeroes trimmed, 1 byte per two significant
+    digits (rounded up), plus 1 byte; zero has no significant digit left and takes the 1 byte.
 
     Spaces and tabs around the number are trimmed; the rest must be ASCII ``[+-]digits[.digits][e[+-]digits]``
     (``.5`` and ``5.`` too). Nothing is rounded: a value DynamoDB could not store exactly is refused.
@@ -121,7 +145,7 @@ def parse_number(text: str) -> tuple[str, int]:
     if not value.is_finite():
         raise ValueError(f"number {_shown(text)} is outside DynamoDB's range (1E-130 to 9.9E+125)")
     if value.is_zero():
-        return "0", 2
+        return "0", 1
     if not MIN_NUMBER_EXPONENT <= value.adjusted() <= MAX_NUMBER_EXPONENT:
         raise ValueError(f"number {_shown(text)} is outside DynamoDB's range (1E-130 to 9.9E+125)")
     try:
