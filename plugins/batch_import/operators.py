@@ -80,14 +80,19 @@ class LandingFileSensor(S3KeySensor):
     logical date) and because a timeout must end the run as skipped, naming the date. A run with an
     explicit ``s3_key`` param does not wait: the key is confined to the landing prefix and checked once.
 
+    ``bucket_key`` is not an argument: :meth:`execute` sets it from the rendered ``landing_prefix`` and the
+    run's partition (``<landing_prefix><YYYY-MM-DD>/*``).
+
+    :param bucket_name: the landing bucket (templated)
     :param landing_prefix: the landing prefix, e.g. ``incoming/`` (templated)
     """
 
-    template_fields: Sequence[str] = (*S3KeySensor.template_fields, "landing_prefix")
+    template_fields: Sequence[str] = aws_template_fields("bucket_name", "landing_prefix")
 
     def __init__(self, *, bucket_name: str, landing_prefix: str, **kwargs: Any) -> None:
         super().__init__(
-            bucket_key=f"{landing_prefix}*",
+            # Set by execute from the rendered landing_prefix and the run's partition; "" matches nothing.
+            bucket_key="",
             bucket_name=bucket_name,
             wildcard_match=True,
             check_fn=has_landed_csv,
