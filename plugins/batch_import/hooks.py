@@ -7,6 +7,8 @@ operators, thick hooks; the hooks keep no per-run state, the operators keep ``jo
   a retry reattaches to (:meth:`~ImportJobHook.find_submitted_job`) and reads the exit codes of a failed job
   or of the failed children of an array job (:meth:`~ImportJobHook.failed_exit_codes`).
 * :class:`DynamoDBClientHook`: a plain low-level ``dynamodb`` client for counting an import's items.
+* :func:`requested_file`, :func:`landed_files`, :func:`split_verified`: the files a run imports (the one
+  ``s3_key`` or the partition's), minus those already verified.
 * :func:`describe_manifests`: the manifests' counts of an import, for the final failure message.
 * :func:`verify_until_settled`: counts again while the verification index settles.
 """
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 
+from batch_import import files
 from csv_importer.exit_codes import NON_RETRYABLE
 
 if TYPE_CHECKING:
@@ -115,6 +118,41 @@ class DynamoDBClientHook(AwsBaseHook):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = "dynamodb"
         super().__init__(*args, **kwargs)
+
+
+def requested_file(
+    s3_client: S3Client, s3_key: str, *, bucket_name: str, landing_prefix: str
+) -> files.LandedFile:
+    """The one object a run's ``s3_key`` names, once confined to the landing prefix.
+
+    Raises :class:`batch_import.files.LandingKeyError` for a key outside the prefix or a missing object.
+    """
+    key = files.confine_to_landing_prefix(s3_key, landing_prefix=landing_prefix, bucket_name=bucket_name)
+    return files.describe_landed_file(s3_client, bucket_name=bucket_name, key=key)
+
+
+def landed_files(
+    s3_client: S3Client, *, bucket_name: str, landing_prefix: str, s3_key: str | None, date: Callable[[], str]
+) -> list[files.LandedFile]:
+    """The files of a run: the one ``s3_key``, or else every CSV of the partition ``date()``."""
+    if s3_key is not None:
+        return [requested_file(s3_client, s3_key, bucket_name=bucket_name, landing_prefix=landing_prefix)]
+    prefix = files.partition_prefix(landing_prefix, date())
+    return files.list_partition(s3_client, bucket_name=bucket_name, prefix=prefix)
+
+
+def split_verified(
+    s3_client: S3Client, plans: list[files.ImportPlan], *, bucket_name: str, manifest_prefix: str
+) -> tuple[list[files.ImportPlan], list[files.ImportPlan]]:
+    """``(to_import, already_verified)``: the plans without and with a verification marker, in order."""
+    to_import: list[files.ImportPlan] = []
+    verified: list[files.ImportPlan] = []
+    for plan in plans:
+        is_verified = files.is_verified(
+            s3_client, bucket_name=bucket_name, manifest_prefix=manifest_prefix, import_id=plan["import_id"]
+        )
+        (verified if is_verified else to_import).append(plan)
+    return to_import, verified
 
 
 def describe_manifests(

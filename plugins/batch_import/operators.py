@@ -38,6 +38,9 @@ from batch_import.hooks import (
     DynamoDBClientHook,
     ImportJobHook,
     describe_manifests,
+    landed_files,
+    requested_file,
+    split_verified,
     verify_until_settled,
 )
 from csv_importer.exit_codes import ExitCode
@@ -118,13 +121,14 @@ class LandingFileSensor(S3KeySensor):
 
     def _check_requested_key(self, s3_key: str) -> None:
         try:
-            key = files.confine_to_landing_prefix(
-                s3_key, landing_prefix=self.landing_prefix, bucket_name=str(self.bucket_name)
+            landed = requested_file(
+                self.hook.conn, s3_key, bucket_name=str(self.bucket_name), landing_prefix=self.landing_prefix
             )
-            files.describe_landed_file(self.hook.conn, bucket_name=str(self.bucket_name), key=key)
         except files.LandingKeyError as err:
             raise AirflowFailException(str(err)) from err
-        self.log.info("Importing the requested object s3://%s/%s; not waiting", self.bucket_name, key)
+        self.log.info(
+            "Importing the requested object s3://%s/%s; not waiting", self.bucket_name, landed["key"]
+        )
 
 
 class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
@@ -180,16 +184,14 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
     def execute(self, context: Context) -> list[files.ImportPlan]:
         params = _params(context)
         s3_client = self.hook.conn
-        s3_key = requested_s3_key(context)
         try:
-            if s3_key is not None:
-                key = files.confine_to_landing_prefix(
-                    s3_key, landing_prefix=self.landing_prefix, bucket_name=self.bucket_name
-                )
-                landed = [files.describe_landed_file(s3_client, bucket_name=self.bucket_name, key=key)]
-            else:
-                prefix = files.partition_prefix(self.landing_prefix, files.partition_date(context))
-                landed = files.list_partition(s3_client, bucket_name=self.bucket_name, prefix=prefix)
+            landed = landed_files(
+                s3_client,
+                bucket_name=self.bucket_name,
+                landing_prefix=self.landing_prefix,
+                s3_key=requested_s3_key(context),
+                date=lambda: files.partition_date(context),
+            )
         except files.LandingKeyError as err:
             raise AirflowFailException(str(err)) from err
         ratio = params.get("max_reject_ratio")
@@ -207,23 +209,16 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
         )
         plans = files.plan_imports(landed, settings, dag_id=context["dag"].dag_id, run_id=context["run_id"])
         if not params.get("reprocess"):
-            kept = []
-            for plan in plans:
-                if files.is_verified(
-                    s3_client,
-                    bucket_name=self.bucket_name,
-                    manifest_prefix=self.manifest_prefix,
-                    import_id=plan["import_id"],
-                ):
-                    self.log.info(
-                        "Skipping s3://%s/%s: import %s is already verified (set reprocess to import it again)",
-                        self.bucket_name,
-                        plan["s3_key"],
-                        plan["import_id"],
-                    )
-                else:
-                    kept.append(plan)
-            plans = kept
+            plans, verified = split_verified(
+                s3_client, plans, bucket_name=self.bucket_name, manifest_prefix=self.manifest_prefix
+            )
+            for plan in verified:
+                self.log.info(
+                    "Skipping s3://%s/%s: import %s is already verified (set reprocess to import it again)",
+                    self.bucket_name,
+                    plan["s3_key"],
+                    plan["import_id"],
+                )
         for plan in plans:
             self.log.info(
                 "Will import s3://%s/%s (%d bytes) as import %s in %d shard(s), Batch job name %s",
