@@ -7,7 +7,7 @@ described in `include/config/pipeline.toml` (plus `CSV_IMPORT__SECTION__KEY` env
 | task | resource |
 |---|---|
 | `ensure_bucket` | S3 bucket: public access blocked, default encryption |
-| `ensure_table` | DynamoDB table: on demand, configured keys, PITR, the `importSlot` verification index |
+| `ensure_table` | DynamoDB table: on demand, configured keys, PITR, the opt-in `importId` index (`table.import_id_index`) |
 | `ensure_job_role`, `ensure_execution_role` | IAM roles (least-privilege job policy; ECS task execution) |
 | `ensure_instance_role`, `ensure_instance_profile` | EC2 / SPOT compute environments only |
 | `ensure_log_group` | CloudWatch log group of the job's awslogs driver |
@@ -62,7 +62,7 @@ with DAG(
         task_id="ensure_table",
         table_name=config.table.name,
         key_schema=config.table.key_schema,
-        verification_index=config.table.verification_index,
+        import_id_index=config.table.import_id_index,
         **aws,
     )
     job_role = EnsureJobRoleOperator(

@@ -18,6 +18,7 @@ from csv_importer.importer import run_import
 from csv_importer.reader import CHUNK_BYTES, ObjectSource
 from csv_importer.settings import ImportSettings, parse_column_types
 from include.bench.context import REGION, BenchContext
+from include.bench.job_throughput import shipped_writer_concurrency
 from include.bench.sample_files import SAMPLE_COLUMN_TYPES, sample_csv
 from include.bench.stand_in import STAND_IN_URL, answer_dynamodb, answer_s3, stand_in_environment
 
@@ -31,6 +32,7 @@ def _job_run(data: bytes, *, on_batch: Any = None) -> float:
         key="cpu.csv",
         table=TABLE,
         column_types=parse_column_types(SAMPLE_COLUMN_TYPES),
+        writer_concurrency=shipped_writer_concurrency(),
     )
     with stand_in_environment():
         s3, dynamodb = make_clients(settings)
@@ -92,7 +94,8 @@ def run(context: BenchContext) -> str:
         [
             (
                 f"{rows:,} rows of the sample CSV (~100 bytes, {len(items[0])} attributes an item). csv-importer runs "
-                "in-process with its own clients (8 writer threads, parameter validation off: it builds "
+                f"in-process with its own clients ({shipped_writer_concurrency()} writer threads as the shipped config "
+                "runs it, parameter validation off: it builds "
                 "well-formed AttributeValues itself) and includes streaming, CSV parsing, typing, sizing and "
                 "hashing. Raw botocore sends the very same items (captured from the job's requests) in 25-item "
                 "BatchWriteItem calls on one thread. Process CPU time, best of 2."

@@ -28,10 +28,16 @@ def _child(rows: int, row_bytes: int) -> dict[str, float]:
     from csv_importer.importer import run_import
     from csv_importer.reader import ObjectSource
     from csv_importer.settings import ImportSettings
+    from include.bench.job_throughput import shipped_writer_concurrency
     from include.bench.sample_files import padded_rows, padded_size
     from include.bench.stand_in import answer_dynamodb, answer_s3, stand_in_environment
 
-    settings = ImportSettings(bucket="stand-in-bucket", key="memory.csv", table=TABLE)
+    settings = ImportSettings(
+        bucket="stand-in-bucket",
+        key="memory.csv",
+        table=TABLE,
+        writer_concurrency=shipped_writer_concurrency(),
+    )
     with stand_in_environment():
         s3, dynamodb = make_clients(settings)
     answer_dynamodb(dynamodb, TABLE)
@@ -82,15 +88,18 @@ def _measure(rows: int, row_bytes: int) -> dict[str, float]:
 
 
 def run(context: BenchContext) -> str:
+    from include.bench.job_throughput import shipped_writer_concurrency
+
     if context.quick:
         cases = [(1_000, 1024), (10_000, 1024), (50_000, 1024), (200_000, 24)]
     else:
         cases = [(10_000, 1024), (100_000, 1024), (1_000_000, 1024), (1_000_000, 24)]
     lines = [
         (
-            "Generated objects streamed through the whole job (reader, parser, typing, writer pool with 8 "
-            "writers, fingerprints of every distinct key) into the zero-latency stand-in, one fresh process per "
-            "size. Peak RSS includes the Python interpreter, boto3 and botocore."
+            "Generated objects streamed through the whole job (reader, parser, typing, writer pool with "
+            f"{shipped_writer_concurrency()} writers as the shipped config runs it, fingerprints of every distinct "
+            "key) into the zero-latency stand-in, one fresh process per size. Peak RSS includes the Python "
+            "interpreter, boto3 and botocore."
         ),
         "",
         "| object | rows | row bytes | peak RSS (MB) | seconds |",

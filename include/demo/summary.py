@@ -8,7 +8,6 @@ generated files only supply what a correct import should report.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,6 @@ from include.demo.sample_files import SampleFile
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-_SHARD_MANIFEST = re.compile(r"/shard-(\d+)-of-(\d+)\.json$")
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
@@ -105,30 +103,22 @@ def read_outcome(
 ) -> FileOutcome:
     """Add up the file's shard manifests, read its verification marker, and list what is not as expected."""
     from csv_importer.import_id import derive_import_id
+    from csv_importer.manifest import read_totals
 
     landed = files.describe_landed_file(s3_client, bucket_name=bucket_name, key=sample.key)
     import_id = derive_import_id(bucket_name, sample.key, landed["etag"])
     outcome = FileOutcome(sample=sample, import_id=import_id, expected_shards=expected_shards)
     outcome.landed_at = s3_client.head_object(Bucket=bucket_name, Key=sample.key)["LastModified"]
-    manifests: list[dict[str, Any]] = []
-    paginator = s3_client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket_name, Prefix=f"{manifest_prefix}{import_id}/"):
-        for obj in page.get("Contents", []):
-            match = _SHARD_MANIFEST.search(obj["Key"])
-            if match:
-                outcome.shard_count = max(outcome.shard_count, int(match.group(2)))
-                manifest = _read_json(s3_client, bucket_name, obj["Key"])
-                if manifest is not None:
-                    manifests.append(manifest)
-    outcome.shards_found = len(manifests)
-    outcome.rows_read = sum(int(m.get("rows_read") or 0) for m in manifests)
-    outcome.rows_imported = sum(int(m.get("rows_imported") or 0) for m in manifests)
-    outcome.rows_rejected = sum(int(m.get("rows_rejected") or 0) for m in manifests)
-    outcome.statuses = tuple(sorted({str(m.get("status")) for m in manifests}))
-    starts = [t for t in (_parse_time(m.get("started_at")) for m in manifests) if t]
-    ends = [t for t in (_parse_time(m.get("finished_at")) for m in manifests) if t]
-    if starts and ends:
-        outcome.duration_seconds = (max(ends) - min(starts)).total_seconds()
+    totals = read_totals(s3_client, bucket=bucket_name, manifest_prefix=manifest_prefix, import_id=import_id)
+    outcome.shard_count = totals.shard_count if totals.shards_found else 0
+    outcome.shards_found = totals.shards_found
+    outcome.rows_read = totals.rows_read
+    outcome.rows_imported = totals.rows_imported
+    outcome.rows_rejected = totals.rows_rejected
+    outcome.statuses = totals.statuses
+    started, finished = _parse_time(totals.started_at), _parse_time(totals.finished_at)
+    if started and finished:
+        outcome.duration_seconds = (finished - started).total_seconds()
     marker = _read_json(s3_client, bucket_name, files.verified_marker_key(manifest_prefix, import_id))
     outcome.verified = marker is not None and marker.get("import_id") == import_id
     if outcome.verified and marker is not None:

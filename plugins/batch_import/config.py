@@ -51,7 +51,7 @@ class TableConfig:
     partition_key_type: str
     sort_key: str
     sort_key_type: str
-    verification_index: str
+    import_id_index: str
 
     @property
     def key_schema(self) -> list[tuple[str, str, str]]:
@@ -112,6 +112,7 @@ class ScheduleConfig:
 class ImportConfig:
     max_reject_ratio: float
     column_types: str
+    empty_cells: str
     shard_threshold_bytes: int
     shard_target_bytes: int
     max_shards: int
@@ -207,6 +208,12 @@ def _validate(config: PipelineConfig) -> None:
         for b in prefixes:
             if a is not b and a.startswith(b):
                 raise ConfigError(f"pipeline config bucket: prefixes {a!r} and {b!r} overlap")
+    from csv_importer.inputs import EMPTY_CELLS_CHOICES
+
+    if config.import_.empty_cells not in EMPTY_CELLS_CHOICES:
+        raise ConfigError(
+            f"pipeline config import.empty_cells: {config.import_.empty_cells!r} is not one of {EMPTY_CELLS_CHOICES}"
+        )
     if not 0.0 <= config.import_.max_reject_ratio <= 1.0:
         raise ConfigError("pipeline config import.max_reject_ratio: must be between 0 and 1")
     if config.batch.attempts < 1 or config.batch.attempts > 10:

@@ -54,6 +54,7 @@ class ImportPlan(TypedDict):
 
     s3_key: str
     import_id: str
+    etag: str
     shard_count: int
     size_bytes: int
     job_name: str
@@ -63,15 +64,14 @@ class ImportPlan(TypedDict):
 
 @dataclass(frozen=True)
 class ImportSettings:
-    """What every file of one run shares: where it lands, where it goes, how it is split."""
+    """What every file of one run shares: where it lands, how it is split, and the one job input a run may
+    change (``max_reject_ratio``, from the UI form) beside the value the job definition holds."""
 
     bucket_name: str
     landing_prefix: str
     manifest_prefix: str
-    table_name: str
-    column_types: str
     max_reject_ratio: float
-    writer_concurrency: int
+    configured_max_reject_ratio: float
     shard_threshold_bytes: int
     shard_target_bytes: int
     max_shards: int
@@ -201,22 +201,6 @@ def is_verified(s3_client: S3Client, *, bucket_name: str, manifest_prefix: str, 
     return True
 
 
-def _container_overrides(
-    settings: ImportSettings, *, key: str, import_id: str, shard_count: int
-) -> dict[str, Any]:
-    environment = {
-        "bucket_name": settings.bucket_name,
-        "key": key,
-        "table_name": settings.table_name,
-        "import_id": import_id,
-        "max_reject_ratio": repr(float(settings.max_reject_ratio)),
-        "column_types": settings.column_types,
-        "shard_count": str(shard_count),
-        "writer_concurrency": str(settings.writer_concurrency),
-    }
-    return {"environment": [{"name": name, "value": value} for name, value in environment.items()]}
-
-
 def plan_imports(
     landed_files: list[LandedFile],
     settings: ImportSettings,
@@ -224,8 +208,14 @@ def plan_imports(
     dag_id: str,
     run_id: str,
 ) -> list[ImportPlan]:
-    """One :class:`ImportPlan` per landed file: import id, shard count, job name and the job's inputs."""
+    """One :class:`ImportPlan` per landed file: import id, shard count, job name and the job's inputs.
+
+    The container overrides carry only what differs per file (key, import id, the listed ETag the job pins its
+    reads to, shard count) and a ``max_reject_ratio`` that differs from the job definition's; everything else
+    is in the job definition's environment (:func:`batch_import.provisioning.batch.job_environment_from_config`).
+    """
     from csv_importer.import_id import derive_import_id
+    from csv_importer.inputs import container_overrides
 
     plans: list[ImportPlan] = []
     for landed in landed_files:
@@ -240,13 +230,21 @@ def plan_imports(
             ImportPlan(
                 s3_key=landed["key"],
                 import_id=import_id,
+                etag=landed["etag"],
                 shard_count=shard_count,
                 size_bytes=landed["size"],
                 job_name=job_name_for(
                     dag_id=dag_id, run_id=run_id, import_id=import_id, s3_key=landed["key"]
                 ),
-                container_overrides=_container_overrides(
-                    settings, key=landed["key"], import_id=import_id, shard_count=shard_count
+                container_overrides=container_overrides(
+                    {
+                        "key": landed["key"],
+                        "import_id": import_id,
+                        "expected_etag": landed["etag"],
+                        "shard_count": shard_count,
+                    },
+                    run={"max_reject_ratio": float(settings.max_reject_ratio)},
+                    deployed={"max_reject_ratio": float(settings.configured_max_reject_ratio)},
                 ),
                 array_properties={"size": shard_count} if shard_count > 1 else None,
             )

@@ -29,7 +29,8 @@ from csv_importer.exit_codes import NON_RETRYABLE
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from batch_import.verification import ManifestTotals, VerificationResult
+    from batch_import.verification import VerificationResult
+    from csv_importer.manifest import ManifestTotals
 
 log = logging.getLogger(__name__)
 
@@ -162,21 +163,19 @@ def describe_manifests(
 
     For the failure message of an import that no retry can fix.
     """
-    from batch_import.verification import VerificationError, read_manifests, total_manifests
+    from csv_importer.manifest import ManifestError, read_totals
 
     try:
-        manifests = read_manifests(
+        totals = read_totals(
             s3_client,
-            bucket_name=bucket_name,
+            bucket=bucket_name,
             manifest_prefix=manifest_prefix,
             import_id=import_id,
             shard_count=shard_count,
         )
-        if not manifests:
-            return "no manifest was written"
-        return total_manifests(import_id, shard_count, manifests).describe()
-    except VerificationError as err:
+    except ManifestError as err:
         return str(err)
+    return totals.describe() if totals.shards_found else "no manifest was written"
 
 
 def verify_until_settled(
@@ -188,8 +187,8 @@ def verify_until_settled(
     """Call ``verify_once`` until its result is verified, at most ``attempts`` times (at least once).
 
     The verification index is eventually consistent, so a count can lag the last writes for a moment.
-    Pauses ``pause_seconds`` between attempts; returns the last result, verified or not. A
-    ``VerificationError`` from ``verify_once`` is not retried.
+    Pauses ``pause_seconds`` between attempts; returns the last result, verified or not. An error from
+    ``verify_once`` (e.g. ``VerificationError``) is not retried.
     """
     attempts = max(1, attempts)
     for attempt in range(1, attempts + 1):

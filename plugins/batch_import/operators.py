@@ -48,7 +48,8 @@ from csv_importer.exit_codes import ExitCode
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from batch_import.verification import ManifestTotals, VerificationResult
+    from batch_import.verification import VerificationResult
+    from csv_importer.manifest import ManifestTotals
 
 __all__ = [
     "NON_RETRYABLE_EXIT_CODES",
@@ -140,19 +141,15 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
     :param bucket_name: the landing bucket (templated)
     :param landing_prefix: e.g. ``incoming/`` (templated)
     :param manifest_prefix: where the job writes manifests and ``verify_file`` its marker (templated)
-    :param table_name: the target DynamoDB table (templated)
-    :param column_types: the job's ``column_types`` (templated)
-    :param writer_concurrency: BatchWriteItem requests in flight per job
     :param shard_threshold_bytes: files above this size run as array jobs
     :param shard_target_bytes: roughly this many bytes per shard
     :param max_shards: upper bound of an array job's size
-    :param default_max_reject_ratio: used when the run's ``max_reject_ratio`` param is empty
+    :param default_max_reject_ratio: the job definition's (config ``import.max_reject_ratio``), used when the
+        run's ``max_reject_ratio`` param is empty; a run's other value goes to the job as an override
     """
 
     aws_hook_class = S3Hook
-    template_fields: Sequence[str] = aws_template_fields(
-        "bucket_name", "landing_prefix", "manifest_prefix", "table_name", "column_types"
-    )
+    template_fields: Sequence[str] = aws_template_fields("bucket_name", "landing_prefix", "manifest_prefix")
 
     def __init__(
         self,
@@ -160,9 +157,6 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
         bucket_name: str,
         landing_prefix: str,
         manifest_prefix: str,
-        table_name: str,
-        column_types: str,
-        writer_concurrency: int,
         shard_threshold_bytes: int,
         shard_target_bytes: int,
         max_shards: int,
@@ -173,9 +167,6 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
         self.bucket_name = bucket_name
         self.landing_prefix = landing_prefix
         self.manifest_prefix = manifest_prefix
-        self.table_name = table_name
-        self.column_types = column_types
-        self.writer_concurrency = writer_concurrency
         self.shard_threshold_bytes = shard_threshold_bytes
         self.shard_target_bytes = shard_target_bytes
         self.max_shards = max_shards
@@ -199,10 +190,8 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
             bucket_name=self.bucket_name,
             landing_prefix=self.landing_prefix,
             manifest_prefix=self.manifest_prefix,
-            table_name=self.table_name,
-            column_types=self.column_types,
             max_reject_ratio=self.default_max_reject_ratio if ratio is None else float(ratio),
-            writer_concurrency=self.writer_concurrency,
+            configured_max_reject_ratio=self.default_max_reject_ratio,
             shard_threshold_bytes=self.shard_threshold_bytes,
             shard_target_bytes=self.shard_target_bytes,
             max_shards=self.max_shards,
@@ -357,12 +346,12 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
 
     :param import_id: the import to verify (templated)
     :param s3_key: its object (templated)
+    :param expected_etag: the ETag the import was planned for; every manifest must name it (templated)
     :param shard_count: the number of shards it ran in (templated)
     :param bucket_name: the landing bucket (templated)
     :param manifest_prefix: e.g. ``manifests/`` (templated)
     :param rejected_prefix: e.g. ``rejected/`` (templated)
     :param table_name: the DynamoDB table (templated)
-    :param index_name: the GSI on ``importSlot`` (templated)
     :param key_schema: ``[(attribute, S|N), ...]`` of the table key
     :param settle_attempts: how many times to count before concluding
     :param settle_seconds: pause between counts
@@ -372,12 +361,12 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
     template_fields: Sequence[str] = aws_template_fields(
         "import_id",
         "s3_key",
+        "expected_etag",
         "shard_count",
         "bucket_name",
         "manifest_prefix",
         "rejected_prefix",
         "table_name",
-        "index_name",
     )
 
     def __init__(
@@ -390,13 +379,14 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         manifest_prefix: str,
         rejected_prefix: str,
         table_name: str,
-        index_name: str,
         key_schema: Sequence[tuple[str, str]],
+        expected_etag: str | None = None,
         settle_attempts: int = 3,
         settle_seconds: float = 2.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.expected_etag = expected_etag
         self.import_id = import_id
         self.s3_key = s3_key
         self.shard_count = shard_count
@@ -404,7 +394,6 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         self.manifest_prefix = manifest_prefix
         self.rejected_prefix = rejected_prefix
         self.table_name = table_name
-        self.index_name = index_name
         self.key_schema = key_schema
         self.settle_attempts = settle_attempts
         self.settle_seconds = settle_seconds
@@ -426,8 +415,8 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
                 import_id=self.import_id,
                 shard_count=int(self.shard_count),
                 table_name=self.table_name,
-                index_name=self.index_name,
                 key_schema=[(name, key_type) for name, key_type in self.key_schema],
+                expected_etag=self.expected_etag or None,
             )
 
         try:

@@ -7,6 +7,7 @@ real ``csv-importer`` processes of the endpoint.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from batch_import.provisioning.iam import JOB_POLICY_NAME
 from tests.e2e.conftest import csv_text
 from tests.fixtures.airflow_cli import airflow_cli_env, run_airflow
 
@@ -103,3 +105,48 @@ def test_provision_then_import_from_the_command_line(tmp_path: Path, endpoint_ur
     assert failed.returncode != 0
     assert "DagRun Finished: dag_id=import_csv_to_dynamodb, logical_date=2026-03-02" in output
     assert "state=failed" in output
+
+
+def test_overridden_manifest_and_rejected_prefixes_hold_end_to_end(tmp_path: Path, endpoint_url: str) -> None:
+    """Both bookkeeping prefixes overridden: the job definition hands them to the job, the job role's policy
+    grants them, the job writes there, and verification finds the manifests and writes its marker there."""
+    from batch_import.config import load_config
+
+    settings = {
+        "CSV_IMPORT__BUCKET__MANIFEST_PREFIX": "audit/manifests/",
+        "CSV_IMPORT__BUCKET__REJECTED_PREFIX": "audit/rejected/",
+        "CSV_IMPORT__IMPORT__MAX_REJECT_RATIO": "0.5",
+    }
+    config = load_config(environ=settings)
+    env = airflow_cli_env(tmp_path / "airflow_home", endpoint_url, region=REGION, settings=settings)
+    migrated = airflow(env, "db", "migrate")
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    provisioned = airflow(env, "dags", "test", "provision_batch_environment")
+    assert provisioned.returncode == 0, provisioned.stdout[-3000:] + provisioned.stderr[-3000:]
+
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=REGION)
+    key = "incoming/2026-03-03/orders.csv"
+    s3.put_object(
+        Bucket=config.bucket.name,
+        Key=key,
+        Body=csv_text(["id", "name"], [[f"o-{n}", "fine"] for n in range(6)] + [["", "no key"]]).encode(),
+    )
+    imported = airflow(env, "dags", "test", "import_csv_to_dynamodb", "2026-03-03")
+    output = imported.stdout + imported.stderr
+    assert imported.returncode == 0, output[-5000:]
+    assert "Verified import" in output
+
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=config.bucket.name)["Contents"]]
+    assert not [k for k in keys if k.startswith(("manifests/", "rejected/"))], keys
+    assert len([k for k in keys if k.startswith("audit/manifests/") and k.endswith("shard-0-of-1.json")]) == 1
+    assert len([k for k in keys if k.startswith("audit/manifests/") and k.endswith("verified.json")]) == 1
+    (rejected,) = [k for k in keys if k.startswith("audit/rejected/")]
+    body = s3.get_object(Bucket=config.bucket.name, Key=rejected)["Body"].read().decode()
+    assert "key 'id' is empty" in body
+    role_policy = boto3.client("iam", endpoint_url=endpoint_url, region_name=REGION).get_role_policy(
+        RoleName=config.iam.job_role, PolicyName=JOB_POLICY_NAME
+    )["PolicyDocument"]
+    resources = json.dumps(role_policy)
+    assert f"{config.bucket.name}/audit/manifests/*" in resources
+    assert f"{config.bucket.name}/audit/rejected/*" in resources
+    assert f"{config.bucket.name}/manifests/*" not in resources

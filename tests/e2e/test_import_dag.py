@@ -127,10 +127,8 @@ def submit_operator(
         bucket_name=config.bucket.name,
         landing_prefix=config.bucket.landing_prefix,
         manifest_prefix=config.bucket.manifest_prefix,
-        table_name=config.table.name,
-        column_types="",
         max_reject_ratio=0.0,
-        writer_concurrency=2,
+        configured_max_reject_ratio=config.import_.max_reject_ratio,
         shard_threshold_bytes=10**9,
         shard_target_bytes=10**9,
         max_shards=1,
@@ -189,6 +187,26 @@ def test_a_retryable_job_failure_stays_retryable_and_the_retry_submits_anew(pipe
     assert len(pipeline.jobs_named(plan["job_name"])) == 2
 
 
+def test_a_file_overwritten_between_list_files_and_the_job_fails_at_once_and_the_next_run_imports_it(
+    pipeline: Pipeline,
+) -> None:
+    key = "incoming/2026-02-03/overwritten.csv"
+    attempt, plan, context = submit_operator(pipeline, key, 4)  # planned for the first version's ETag
+    pipeline.land(key, csv_text(HEADER, rows("second", 6)))  # a new version lands before the job starts
+
+    with pytest.raises(AirflowFailException, match="5 \\(OBJECT_CHANGED\\)") as failure:
+        attempt().execute(context)
+    assert "failed and is not retried" in str(failure.value)
+    source = f"s3://{pipeline.config.bucket.name}/{key}"
+    assert not [item for item in pipeline.items_of() if item["sourceKey"]["S"] == source], "no row written"
+
+    run = pipeline.run_import("2026-02-03", s3_key=key)  # the next run lists the new version
+    assert str(run.state) == "success", task_states(run)
+    new_items = [item for item in pipeline.items_of() if item["sourceKey"]["S"] == source]
+    assert sorted(item["id"]["S"] for item in new_items) == [f"second-{n:05d}" for n in range(6)]
+    assert {item["importId"]["S"] for item in new_items} != {plan["import_id"]}
+
+
 def test_an_s3_key_outside_the_landing_prefix_is_refused_before_any_job(pipeline: Pipeline) -> None:
     from batch_import.operators import ListLandedFilesOperator
 
@@ -203,9 +221,6 @@ def test_an_s3_key_outside_the_landing_prefix_is_refused_before_any_job(pipeline
         bucket_name=config.bucket.name,
         landing_prefix=config.bucket.landing_prefix,
         manifest_prefix=config.bucket.manifest_prefix,
-        table_name=config.table.name,
-        column_types="",
-        writer_concurrency=1,
         shard_threshold_bytes=1,
         shard_target_bytes=1,
         max_shards=1,

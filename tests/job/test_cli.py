@@ -225,5 +225,10 @@ def test_unreachable_endpoint_is_transient(endpoint):
 
 
 def test_retryability_of_the_exit_codes():
-    assert NON_RETRYABLE == {ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.REJECT_RATIO_EXCEEDED}
+    assert NON_RETRYABLE == {
+        ExitCode.USAGE,
+        ExitCode.BAD_INPUT,
+        ExitCode.REJECT_RATIO_EXCEEDED,
+        ExitCode.OBJECT_CHANGED,
+    }
     assert [code for code in ExitCode if is_retryable(code)] == [ExitCode.UNEXPECTED, ExitCode.TRANSIENT]

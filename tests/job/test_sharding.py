@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 import boto3
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from csv_importer.importer import run_import
-from csv_importer.manifest import aggregate_manifests, read_manifests
+from csv_importer.manifest import manifest_key, read_totals
 from csv_importer.settings import ImportSettings
 from tests.job.conftest import BUCKET, REGION, TABLE, create_table, csv_text, items_by_id, rejected_rows
 
@@ -62,37 +63,45 @@ def test_shards_partition_the_rows_and_manifests_add_up(rows: list[list[str]], s
         stored = items_by_id(dynamodb)
         rejected_lines = [int(r["line_number"]) for m in manifests for r in rejected_rows(s3, m)]
         s3.put_object(Bucket=BUCKET, Key=f"manifests/{manifests[0].import_id}/verified.json", Body=b"{}")
-        summary = aggregate_manifests(read_manifests(s3, BUCKET, manifests[0].import_id))
+        summary = read_totals(
+            s3, bucket=BUCKET, manifest_prefix="manifests/", import_id=manifests[0].import_id
+        )
 
     for manifest in manifests:
         assert manifest.rows_read == manifest.rows_imported + manifest.rows_rejected
-    assert summary["rows_read"] == data_records(content)
-    assert summary["complete"]
-    assert summary["shards_missing"] == []
-    assert len(rejected_lines) == len(set(rejected_lines)) == summary["rows_rejected"]
+    assert summary.rows_read == data_records(content)
+    assert summary.complete
+    assert (summary.shard_count, summary.shards_found) == (shard_count, shard_count)
+    assert len(rejected_lines) == len(set(rejected_lines)) == summary.rows_rejected
     # Last valid row per key wins; every key that had a valid row is stored.
     expected: dict[str, Any] = {}
     for row in rows:
         if len(row) == 3 and row[0] and _is_number_or_empty(row[2]):
             expected[row[0]] = row[1]
     assert {k: v.get("text", {}).get("S", "") for k, v in stored.items()} == expected
-    assert summary["distinct_keys"] == len(expected)
-    assert summary["rows_imported"] - summary["duplicate_keys"] == len(expected)
+    assert summary.distinct_keys == len(expected)
+    assert summary.rows_imported - summary.duplicate_keys == len(expected)
 
 
 def _is_number_or_empty(text: str) -> bool:
     return text in {"", "1", "2.5", "-3"}
 
 
-def test_aggregate_reports_missing_and_failed_shards():
+@mock_aws
+def test_read_totals_reports_missing_and_failed_shards_under_any_prefix():
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
     base = {"rows_read": 2, "rows_imported": 1, "rows_rejected": 1, "duplicate_keys": 0, "distinct_keys": 1}
-    manifests = [
-        {**base, "shard_index": 0, "shard_count": 3, "status": "succeeded"},
-        {**base, "shard_index": 2, "shard_count": 3, "status": "failed"},
-        {**base, "shard_index": 0, "shard_count": 1, "status": "succeeded"},
-    ]
-    summary = aggregate_manifests(manifests)
-    assert summary["shards_missing"] == [1]
-    assert summary["rows_read"] == 4
-    assert summary["complete"] is False
-    assert aggregate_manifests(manifests, shard_count=1)["complete"] is True
+    prefix = "bookkeeping/manifests/"
+    for index, count, status in ((0, 3, "succeeded"), (2, 3, "failed"), (0, 1, "succeeded")):
+        manifest = {**base, "shard_index": index, "shard_count": count, "status": status, "etag": '"e"'}
+        s3.put_object(Bucket=BUCKET, Key=manifest_key(prefix, "imp", index, count), Body=json.dumps(manifest))
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}imp/verified.json", Body=b"{}")
+
+    largest = read_totals(s3, bucket=BUCKET, manifest_prefix=prefix, import_id="imp")
+    assert (largest.shard_count, largest.shards_found, largest.rows_read) == (3, 2, 4)
+    assert largest.statuses == ("failed", "succeeded")
+    assert largest.complete is False
+    single = read_totals(s3, bucket=BUCKET, manifest_prefix=prefix, import_id="imp", shard_count=1)
+    assert (single.shards_found, single.complete, single.etags) == (1, True, ('"e"',))
+    assert read_totals(s3, bucket=BUCKET, manifest_prefix="manifests/", import_id="imp").shards_found == 0

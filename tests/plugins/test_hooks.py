@@ -60,12 +60,12 @@ def write_manifests(s3: Any, *shards: dict[str, Any], import_id: str = IMPORT_ID
                 rows_rejected=counts["rows_rejected"],
                 duplicate_keys=0,
                 distinct_keys=counts["rows_imported"],
-                index_slots=16,
                 rejected_key=f"rejected/{import_id}/shard-{index}-of-{len(shards)}.csv",
                 started_at="2026-03-04T00:00:00Z",
                 finished_at="2026-03-04T00:00:01Z",
                 status=counts.get("status", "succeeded"),
             ),
+            manifest_prefix="manifests/",
         )
 
 
@@ -265,7 +265,7 @@ class TestFailedExitCodes:
         stubber.assert_no_pending_responses()
 
     def test_non_retryable_codes_are_the_jobs_documented_ones(self) -> None:
-        assert NON_RETRYABLE_EXIT_CODES == {2, 3, 4}
+        assert NON_RETRYABLE_EXIT_CODES == {2, 3, 4, 5}
 
 
 class TestDynamoDBClientHook:
@@ -331,13 +331,21 @@ def totals() -> ManifestTotals:
         rows_rejected=0,
         duplicate_keys=0,
         distinct_keys=20,
-        index_slots=16,
         statuses=("succeeded",),
     )
 
 
 def result(counted: int) -> VerificationResult:
-    return VerificationResult(import_id=IMPORT_ID, s3_key="incoming/x.csv", expected=20, counted=counted)
+    """20 keys expected, all read back, ``counted`` of them found in the table."""
+    return VerificationResult(
+        import_id=IMPORT_ID,
+        s3_key="incoming/x.csv",
+        expected=20,
+        counted=counted,
+        keys_checked=20,
+        rows_checked=20,
+        missing_keys=20 - counted,
+    )
 
 
 class TestVerifyUntilSettled:
@@ -357,7 +365,7 @@ class TestVerifyUntilSettled:
             "Verification attempt 1",
             "Verification attempt 2",
         ]
-        assert "the table's index counts 17 items" in attempts[0]
+        assert "17 items carry the import id" in attempts[0]
 
     def test_gives_up_after_the_attempts_returning_the_last_count(self) -> None:
         verify_once = mock.Mock(

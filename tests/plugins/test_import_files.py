@@ -29,10 +29,8 @@ def settings(**overrides: object) -> ImportSettings:
         "bucket_name": BUCKET,
         "landing_prefix": LANDING,
         "manifest_prefix": "manifests/",
-        "table_name": "items",
-        "column_types": "price:N",
         "max_reject_ratio": 0.1,
-        "writer_concurrency": 4,
+        "configured_max_reject_ratio": 0.1,
         "shard_threshold_bytes": 1000,
         "shard_target_bytes": 1000,
         "max_shards": 4,
@@ -150,13 +148,21 @@ def test_plans_carry_the_jobs_inputs_and_array_properties_for_large_files() -> N
     assert large["shard_count"] == 3
     assert large["array_properties"] == {"size": 3}
     environment = {pair["name"]: pair["value"] for pair in large["container_overrides"]["environment"]}
+    # Only what differs per file: the job definition holds the bucket, table, types, prefixes and writers.
     assert environment == {
-        "bucket_name": BUCKET,
         "key": landed[1]["key"],
-        "table_name": "items",
         "import_id": large["import_id"],
-        "max_reject_ratio": "0.1",
-        "column_types": "price:N",
+        "expected_etag": '"e2"',
         "shard_count": "3",
-        "writer_concurrency": "4",
     }
+    assert (small["etag"], large["etag"]) == ('"e1"', '"e2"')
+
+
+def test_a_runs_reject_ratio_is_an_override_only_when_it_differs_from_the_job_definitions() -> None:
+    landed = [{"key": "incoming/2026-01-02/a.csv", "size": 10, "etag": '"e1"'}]
+    (same,) = plan_imports(landed, settings(max_reject_ratio=0.1), dag_id="d", run_id="r")  # type: ignore[arg-type]
+    (other,) = plan_imports(landed, settings(max_reject_ratio=0.25), dag_id="d", run_id="r")  # type: ignore[arg-type]
+    names = [pair["name"] for pair in same["container_overrides"]["environment"]]
+    assert "max_reject_ratio" not in names
+    overrides = {pair["name"]: pair["value"] for pair in other["container_overrides"]["environment"]}
+    assert overrides["max_reject_ratio"] == "0.25"

@@ -198,10 +198,8 @@ def test_first_run_creates_everything_as_configured(aws: None, monkeypatch: pyte
     assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == [
         (config.table.partition_key, "HASH")
     ]
-    (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == config.table.verification_index
-    assert index["KeySchema"] == [{"AttributeName": "importSlot", "KeyType": "HASH"}]
-    assert index["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    assert "GlobalSecondaryIndexes" not in table  # verification needs no index: nothing written for it
+    assert [a["AttributeName"] for a in table["AttributeDefinitions"]] == [config.table.partition_key]
     backups = dynamodb.describe_continuous_backups(TableName=config.table.name)[
         "ContinuousBackupsDescription"
     ]
@@ -238,12 +236,15 @@ def test_first_run_creates_everything_as_configured(aws: None, monkeypatch: pyte
         "bucket_name": config.bucket.name,
         "table_name": config.table.name,
         "writer_concurrency": str(config.import_.writer_concurrency),
-        "max_reject_ratio": f"{config.import_.max_reject_ratio:g}",
+        "max_reject_ratio": repr(config.import_.max_reject_ratio),
+        "empty_cells": config.import_.empty_cells,
+        "manifest_prefix": config.bucket.manifest_prefix,
+        "rejected_prefix": config.bucket.rejected_prefix,
     }
     assert container["logConfiguration"]["options"]["awslogs-group"] == config.batch.log_group
     assert definition["platformCapabilities"] == ["FARGATE"]
     exits = {c["onExitCode"]: c["action"].upper() for c in definition["retryStrategy"]["evaluateOnExit"]}
-    assert exits == {"2": "EXIT", "3": "EXIT", "4": "EXIT", "*": "RETRY"}
+    assert exits == {"2": "EXIT", "3": "EXIT", "4": "EXIT", "5": "EXIT", "*": "RETRY"}
     assert definition["retryStrategy"]["attempts"] == config.batch.attempts
     assert definition["timeout"]["attemptDurationSeconds"] == config.batch.attempt_timeout_seconds
 
@@ -388,7 +389,8 @@ def test_drifted_settings_are_put_back_and_equal_policies_are_left_alone(
     )
 
 
-def test_missing_verification_index_is_added_in_place(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_opt_in_import_id_index_is_added_in_place(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSV_IMPORT__TABLE__IMPORT_ID_INDEX", "importId-index")
     module = load_dag(monkeypatch)
     config = module.config
     dynamodb = boto3.client("dynamodb", region_name=REGION)
@@ -404,13 +406,49 @@ def test_missing_verification_index_is_added_in_place(aws: None, monkeypatch: py
 
     assert results["table"].action == "updated"
     (update,) = hook.params_of("UpdateTable")
-    assert update["GlobalSecondaryIndexUpdates"][0]["Create"]["IndexName"] == config.table.verification_index
+    created = update["GlobalSecondaryIndexUpdates"][0]["Create"]
+    assert created["IndexName"] == "importId-index"
+    assert created["KeySchema"] == [{"AttributeName": "importId", "KeyType": "HASH"}]
+    assert created["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert ("dynamodb", "DeleteTable") not in hook.mutating_calls()
     table = dynamodb.describe_table(TableName=config.table.name)["Table"]
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [config.table.verification_index]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["importId-index"]
     assert dynamodb.get_item(TableName=config.table.name, Key={config.table.partition_key: {"S": "kept"}})[
         "Item"
     ]
+
+
+def test_a_table_with_the_old_import_slot_index_keeps_it_and_is_told_it_is_no_longer_needed(
+    aws: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    module = load_dag(monkeypatch)
+    config = module.config
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(
+        TableName=config.table.name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": config.table.partition_key, "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": config.table.partition_key, "AttributeType": "S"},
+            {"AttributeName": "importSlot", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "importSlot-index",
+                "KeySchema": [{"AttributeName": "importSlot", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    caplog.set_level("INFO", logger="batch_import.provisioning.dynamodb")
+
+    results, hook = provision(module)
+
+    assert results["table"].action == "unchanged"
+    assert not [call for call in hook.mutating_calls() if call[0] == "dynamodb"]
+    table = dynamodb.describe_table(TableName=config.table.name)["Table"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["importSlot-index"]
+    assert "index importSlot-index (on importSlot) is no longer needed" in caplog.text
 
 
 def test_other_key_schema_fails_clearly_and_touches_nothing(

@@ -36,7 +36,8 @@ REGION = "us-east-1"
 BUCKET, OTHER_BUCKET = "least-privilege-landing", "least-privilege-other"
 TABLE, OTHER_TABLE = "least-privilege-items", "least-privilege-other-items"
 ROLE = "least-privilege-job-role"
-LANDING, REJECTED, MANIFESTS = "incoming/", "rejected/", "manifests/"
+# Overridden bookkeeping prefixes (config bucket.rejected_prefix / manifest_prefix): the role allows these only.
+LANDING, REJECTED, MANIFESTS = "incoming/", "audit/rejected/", "audit/manifests/"
 DENIED = (403, "AccessDeniedException")
 
 pytestmark = pytest.mark.slow
@@ -113,7 +114,7 @@ def provisioned(enforcing_endpoint: str) -> dict[str, Any]:
     for table in (TABLE, OTHER_TABLE):
         ensure_table(
             dynamodb, table_name=table, key_schema=[("id", "HASH", "S")],
-            verification_index="importSlot-index", poll_seconds=0.1,
+            poll_seconds=0.1,
         )  # fmt: skip
     account = describe_account(_client("sts", url, admin), REGION)
     iam_resources.ensure_role(
@@ -153,7 +154,12 @@ def provisioned(enforcing_endpoint: str) -> dict[str, Any]:
 
 
 def _run_job(
-    provisioned: dict[str, Any], *, bucket: str, key: str, table: str
+    provisioned: dict[str, Any],
+    *,
+    bucket: str,
+    key: str,
+    table: str,
+    prefixes: tuple[str, str] = (MANIFESTS, REJECTED),
 ) -> subprocess.CompletedProcess[str]:
     job = provisioned["job"]
     env = {
@@ -167,7 +173,8 @@ def _run_job(
         "AWS_MAX_ATTEMPTS": "2",
     }
     return subprocess.run(
-        ["csv-importer", "--bucket", bucket, "--key", key, "--table", table, "--max-reject-ratio", "1"],
+        ["csv-importer", "--bucket", bucket, "--key", key, "--table", table, "--max-reject-ratio", "1",
+         "--manifest-prefix", prefixes[0], "--rejected-prefix", prefixes[1]],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -255,3 +262,18 @@ def test_the_job_role_cannot_read_another_bucket_or_prefix(provisioned: dict[str
             .splitlines()[-1]
             .endswith(f"s3://{bucket}/{key}: access denied reading the object (a retry cannot fix this)")
         )
+
+
+def test_the_job_writes_its_bookkeeping_only_under_the_prefixes_its_role_allows(
+    provisioned: dict[str, Any],
+) -> None:
+    # The same import pointed at the default prefixes, which this deployment's role does not grant, is refused.
+    done = _run_job(
+        provisioned, bucket=BUCKET, key=f"{LANDING}2026-03-01/data.csv", table=TABLE,
+        prefixes=("manifests/", "rejected/"),
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "AccessDenied" in done.stderr
+    admin_s3 = _client("s3", provisioned["url"], provisioned["admin"])
+    listed = admin_s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    assert not [o["Key"] for o in listed if o["Key"].startswith(("manifests/", "rejected/"))]

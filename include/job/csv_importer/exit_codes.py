@@ -8,6 +8,8 @@
 | 3    | BAD_INPUT             | no (missing bucket/object/table, empty object, header without a key column,
 |      |                       |     reserved or duplicate column, content that is not UTF-8 or not gzip) |
 | 4    | REJECT_RATIO_EXCEEDED | no (rows_rejected / rows_read > max_reject_ratio; valid rows stay imported) |
+| 5    | OBJECT_CHANGED        | no (the object is no longer the version the import was planned for: its ETag
+|      |                       |     differs from ``expected_etag``; the next run imports the new version under its own id) |
 | 75   | TRANSIENT             | yes (an AWS error that survived the client's retries: throttling, network) |
 
 The Batch job definition's ``retryStrategy.evaluateOnExit`` and the DAG use :data:`NON_RETRYABLE`.
@@ -24,11 +26,12 @@ class ExitCode(IntEnum):
     USAGE = 2
     BAD_INPUT = 3
     REJECT_RATIO_EXCEEDED = 4
+    OBJECT_CHANGED = 5
     TRANSIENT = 75
 
 
 NON_RETRYABLE: frozenset[ExitCode] = frozenset(
-    {ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.REJECT_RATIO_EXCEEDED}
+    {ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.REJECT_RATIO_EXCEEDED, ExitCode.OBJECT_CHANGED}
 )
 
 
@@ -57,3 +60,7 @@ class BadInput(JobFailure):
 
 class TransientFailure(JobFailure):
     exit_code = ExitCode.TRANSIENT
+
+
+class ObjectChanged(JobFailure):
+    exit_code = ExitCode.OBJECT_CHANGED

@@ -26,7 +26,7 @@ from csv_importer.manifest import (
 )
 from csv_importer.progress import PROGRESS_INTERVAL_SECONDS, ProgressLog
 from csv_importer.reader import ObjectSource, RecordError, iter_lines, iter_records, open_s3_object
-from csv_importer.rows import INDEX_SLOTS, KeySchema, RowConverter, RowRejected, describe_key_schema
+from csv_importer.rows import KeySchema, RowConverter, RowRejected, describe_key_schema
 from csv_importer.settings import ImportSettings
 from csv_importer.writer import BatchItemWriter, RowOrigin, WriteOutcome
 
@@ -133,10 +133,10 @@ class ShardImport:
             self.counts.rows_imported -= 1
             self.reject(origin.line_number, reason, origin.fields)
             if self.converter is not None:
-                key_text, key_hash = self.converter.key_of(origin.fields)
+                key_text, _ = self.converter.key_of(origin.fields)
                 refused = self.refused_keys.get(key_text)
                 if refused is None:
-                    item, _ = self.converter.convert(origin.fields, key_hash)
+                    item, _ = self.converter.convert(origin.fields)
                     refused = self.refused_keys[key_text] = RefusedKey(
                         {key.name: item[key.name] for key in self.converter.key_attributes}
                     )
@@ -176,7 +176,7 @@ class ShardImport:
 
     def import_rows(self, key_schema: KeySchema) -> None:
         settings, counts = self.settings, self.counts
-        records = iter_records(iter_lines(self.source, gzip=settings.key.endswith(".gz")))
+        records = iter_records(iter_lines(self.source))
         header = next(records, None)
         if header is None:
             raise BadInput(f"{self.source.uri}: object is empty (no header row)")
@@ -193,6 +193,7 @@ class ShardImport:
             },
             source_uri=settings.source_uri,
             table=settings.table,
+            empty_cells=settings.empty_cells,
         )
         self.converter = converter
         shard_count, shard_index = settings.shard_count, settings.shard_index
@@ -222,7 +223,7 @@ class ShardImport:
                         continue
                     counts.rows_read += 1
                     try:
-                        item, size = converter.convert(fields, key_hash)
+                        item, size = converter.convert(fields)
                     except RowRejected as rejection:
                         self.reject(line_number, str(rejection), fields)
                         continue
@@ -246,7 +247,9 @@ class ShardImport:
                 f"{counts.rows_rejected} of {counts.rows_read} rows rejected, over max_reject_ratio "
                 f"{settings.max_reject_ratio}"
             )
-        rejected_at = rejected_key(self.import_id, settings.shard_index, settings.shard_count)
+        rejected_at = rejected_key(
+            settings.rejected_prefix, self.import_id, settings.shard_index, settings.shard_count
+        )
         self.rejected.upload(self.s3, settings.bucket, rejected_at)
         self.rejected.close()
         manifest = ImportManifest(
@@ -262,14 +265,13 @@ class ShardImport:
             rows_rejected=counts.rows_rejected,
             duplicate_keys=counts.duplicate_keys,
             distinct_keys=counts.distinct_keys,
-            index_slots=INDEX_SLOTS,
             rejected_key=rejected_at,
             started_at=iso_utc(self.started_at),
             finished_at=iso_utc(datetime.now(UTC)),
             status=status,
             error=error,
         )
-        write_manifest(self.s3, manifest)
+        write_manifest(self.s3, manifest, manifest_prefix=settings.manifest_prefix)
         self.progress.summary(
             status=status,
             rows_read=counts.rows_read,
@@ -302,7 +304,11 @@ def run_import(
     """
     started_at = datetime.now(UTC)
     key_schema = describe_key_schema(dynamodb, settings.table)
-    source = open_source() if open_source else open_s3_object(s3, settings.bucket, settings.key)
+    source = (
+        open_source()
+        if open_source
+        else open_s3_object(s3, settings.bucket, settings.key, expected_etag=settings.expected_etag)
+    )
     import_id = settings.import_id or derive_import_id(settings.bucket, settings.key, source.etag)
     log.info(
         "importing %s (%s bytes, ETag %s) into table %s as import %s, shard %s of %s, %s writers",
@@ -336,7 +342,7 @@ def run_import(
         except Exception:
             log.exception(
                 "could not write the failed manifest %s",
-                manifest_key(import_id, settings.shard_index, settings.shard_count),
+                manifest_key(settings.manifest_prefix, import_id, settings.shard_index, settings.shard_count),
             )
         raise
     return shard.finish(None)

@@ -1,40 +1,52 @@
-"""The per-shard manifest (JSON under ``manifests/``) and the rejected-rows file path; reading them back.
+"""The per-shard manifest and the rejected-rows file: where they go, writing them, reading them back, adding up.
 
-Manifest path: ``manifests/<import_id>/shard-<index>-of-<count>.json``; rejected rows:
-``rejected/<import_id>/shard-<index>-of-<count>.csv`` (columns ``line_number, reason, raw_row``).
-:func:`aggregate_manifests` is pure, so the DAG's verification can add shards up without the job's code paths.
+Manifest: ``<manifest_prefix><import_id>/shard-<index>-of-<count>.json``; rejected rows:
+``<rejected_prefix><import_id>/shard-<index>-of-<count>.csv`` (columns ``line_number, reason, raw_row``). Both
+prefixes are job inputs (defaults ``manifests/`` and ``rejected/``). This module is the one reader and summer of
+manifests: the job writes them, the DAG's verification, the demo's summary and the benchmarks read them with
+:func:`read_manifests` and add them up with :func:`total_manifests`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 else:
     S3Client = Any
 
-MANIFEST_PREFIX = "manifests/"
-REJECTED_PREFIX = "rejected/"
 REJECTED_COLUMNS = ("line_number", "reason", "raw_row")
-SHARD_MANIFEST_NAME = re.compile(r"/shard-\d+-of-\d+\.json$")
+SHARD_MANIFEST_NAME = re.compile(r"/shard-(\d+)-of-(\d+)\.json$")
 Status = Literal["succeeded", "failed", "reject_ratio_exceeded"]
+_COUNTERS = ("rows_read", "rows_imported", "rows_rejected", "duplicate_keys", "distinct_keys")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read or added up; the message names the object or the import."""
 
 
 def shard_name(shard_index: int, shard_count: int) -> str:
     return f"shard-{shard_index}-of-{shard_count}"
 
 
-def manifest_key(import_id: str, shard_index: int, shard_count: int) -> str:
-    return f"{MANIFEST_PREFIX}{import_id}/{shard_name(shard_index, shard_count)}.json"
+def import_prefix(prefix: str, import_id: str) -> str:
+    """``<prefix><import_id>/``: where one import's manifests (or rejected rows) are."""
+    return f"{prefix}{import_id}/"
 
 
-def rejected_key(import_id: str, shard_index: int, shard_count: int) -> str:
-    return f"{REJECTED_PREFIX}{import_id}/{shard_name(shard_index, shard_count)}.csv"
+def manifest_key(manifest_prefix: str, import_id: str, shard_index: int, shard_count: int) -> str:
+    return f"{import_prefix(manifest_prefix, import_id)}{shard_name(shard_index, shard_count)}.json"
+
+
+def rejected_key(rejected_prefix: str, import_id: str, shard_index: int, shard_count: int) -> str:
+    return f"{import_prefix(rejected_prefix, import_id)}{shard_name(shard_index, shard_count)}.csv"
 
 
 @dataclass
@@ -51,7 +63,6 @@ class ImportManifest:
     rows_rejected: int
     duplicate_keys: int
     distinct_keys: int
-    index_slots: int
     rejected_key: str
     started_at: str
     finished_at: str
@@ -62,9 +73,9 @@ class ImportManifest:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
-def write_manifest(s3: S3Client, manifest: ImportManifest) -> str:
-    """Put the manifest into the object's bucket; returns its key."""
-    key = manifest_key(manifest.import_id, manifest.shard_index, manifest.shard_count)
+def write_manifest(s3: S3Client, manifest: ImportManifest, *, manifest_prefix: str) -> str:
+    """Put the manifest into the object's bucket under ``manifest_prefix``; returns its key."""
+    key = manifest_key(manifest_prefix, manifest.import_id, manifest.shard_index, manifest.shard_count)
     s3.put_object(
         Bucket=manifest.bucket,
         Key=key,
@@ -74,41 +85,103 @@ def write_manifest(s3: S3Client, manifest: ImportManifest) -> str:
     return key
 
 
-def read_manifests(s3: S3Client, bucket: str, import_id: str) -> list[dict[str, Any]]:
-    """Every shard manifest (``shard-<i>-of-<n>.json``) of one import, any shard count, parsed."""
-    manifests = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=f"{MANIFEST_PREFIX}{import_id}/"):
-        for entry in page.get("Contents", []):
-            if not SHARD_MANIFEST_NAME.search(entry["Key"]):
-                continue  # e.g. the DAG's verified.json next to the shard manifests
-            body = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
-            manifests.append(json.loads(body))
-    return manifests
+def read_manifests(
+    s3: S3Client, *, bucket: str, manifest_prefix: str, import_id: str, shard_count: int | None = None
+) -> list[dict[str, Any]]:
+    """The import's shard manifests, parsed, by shard index.
 
+    Only manifests of ``shard_count`` shards count (default: the largest count found, so a rerun with another
+    shard count never mixes with an earlier one); other objects there (``verified.json``) are not manifests.
 
-_COUNTERS = ("rows_read", "rows_imported", "rows_rejected", "duplicate_keys", "distinct_keys")
-
-
-def aggregate_manifests(
-    manifests: Iterable[Mapping[str, Any]], shard_count: int | None = None
-) -> dict[str, Any]:
-    """Add up one import's shard manifests.
-
-    Only manifests of the expected ``shard_count`` (default: the largest seen) count. Returns the summed
-    counters plus ``shards_reported``, ``shards_missing`` (indexes), ``statuses`` (index -> status) and
-    ``complete`` (every shard reported ``succeeded``).
+    :raises ManifestError: a manifest is not JSON.
     """
-    manifests = list(manifests)
-    if shard_count is None:
-        shard_count = max((int(m["shard_count"]) for m in manifests), default=1)
-    by_index = {int(m["shard_index"]): m for m in manifests if int(m["shard_count"]) == shard_count}
-    totals: dict[str, Any] = {name: sum(int(m[name]) for m in by_index.values()) for name in _COUNTERS}
-    totals["shard_count"] = shard_count
-    totals["shards_reported"] = len(by_index)
-    totals["shards_missing"] = [index for index in range(shard_count) if index not in by_index]
-    totals["statuses"] = {index: by_index[index]["status"] for index in sorted(by_index)}
-    totals["complete"] = not totals["shards_missing"] and all(
-        m["status"] == "succeeded" for m in by_index.values()
+    found: dict[int, dict[int, dict[str, Any]]] = {}
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=import_prefix(manifest_prefix, import_id)):
+        for entry in page.get("Contents", []):
+            match = SHARD_MANIFEST_NAME.search(entry["Key"])
+            if not match or (shard_count is not None and int(match.group(2)) != shard_count):
+                continue
+            try:
+                body = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    continue  # deleted between the listing and the read
+                raise
+            try:
+                manifest = json.loads(body)
+            except json.JSONDecodeError as error:
+                raise ManifestError(
+                    f"manifest s3://{bucket}/{entry['Key']} is not valid JSON: {error}"
+                ) from None
+            found.setdefault(int(match.group(2)), {})[int(match.group(1))] = manifest
+    if not found:
+        return []
+    by_index = found[shard_count if shard_count is not None else max(found)]
+    return [by_index[index] for index in sorted(by_index)]
+
+
+@dataclass(frozen=True)
+class ManifestTotals:
+    """One import's shard manifests, added up."""
+
+    import_id: str
+    shard_count: int
+    shards_found: int
+    rows_read: int
+    rows_imported: int
+    rows_rejected: int
+    duplicate_keys: int
+    distinct_keys: int
+    statuses: tuple[str, ...]
+    etags: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Every shard reported, and every one succeeded."""
+        return self.shards_found == self.shard_count and self.statuses == ("succeeded",)
+
+    def describe(self) -> str:
+        """``rows_read=.. rows_imported=.. ...`` for log lines and failure messages."""
+        text = (
+            f"rows_read={self.rows_read} rows_imported={self.rows_imported} rows_rejected={self.rows_rejected} "
+            f"duplicate_keys={self.duplicate_keys} distinct_keys={self.distinct_keys} "
+            f"(manifests of {self.shards_found}/{self.shard_count} shards, status {','.join(self.statuses)})"
+        )
+        if self.errors:
+            text += f"; errors: {' | '.join(self.errors)}"
+        return text
+
+
+def total_manifests(import_id: str, shard_count: int, manifests: Sequence[dict[str, Any]]) -> ManifestTotals:
+    """Add the shard manifests up (as :func:`read_manifests` returns them)."""
+    totals = {name: sum(int(m.get(name) or 0) for m in manifests) for name in _COUNTERS}
+    starts = sorted(str(m["started_at"]) for m in manifests if m.get("started_at"))
+    ends = sorted(str(m["finished_at"]) for m in manifests if m.get("finished_at"))
+    return ManifestTotals(
+        import_id=import_id,
+        shard_count=shard_count,
+        shards_found=len(manifests),
+        statuses=tuple(sorted({str(m.get("status", "unknown")) for m in manifests})) or ("missing",),
+        etags=tuple(sorted({str(m["etag"]) for m in manifests if m.get("etag")})),
+        errors=tuple(str(m["error"]) for m in manifests if m.get("error")),
+        started_at=starts[0] if starts else None,
+        finished_at=ends[-1] if ends else None,
+        **totals,
     )
-    return totals
+
+
+def read_totals(
+    s3: S3Client, *, bucket: str, manifest_prefix: str, import_id: str, shard_count: int | None = None
+) -> ManifestTotals:
+    """:func:`read_manifests` then :func:`total_manifests` (``shard_count`` None: the largest found, or 1)."""
+    manifests = read_manifests(
+        s3, bucket=bucket, manifest_prefix=manifest_prefix, import_id=import_id, shard_count=shard_count
+    )
+    count = (
+        shard_count if shard_count is not None else max((int(m["shard_count"]) for m in manifests), default=1)
+    )
+    return total_manifests(import_id, count, manifests)

@@ -25,7 +25,8 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from csv_importer.exit_codes import BadInput, TransientFailure
+from csv_importer.compression import GZIP_MAGIC, is_gzip
+from csv_importer.exit_codes import BadInput, ObjectChanged, TransientFailure
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -34,7 +35,6 @@ else:
 
 CHUNK_BYTES = 1024 * 1024
 MAX_INFLATED_CHUNK = 4 * CHUNK_BYTES
-GZIP_MAGIC = b"\x1f\x8b"
 MAX_LINE_CHARS = 16 * 1024 * 1024
 # A record may hold one whole 400 KB item, escaped; larger records are rejected by the item-size rule.
 csv.field_size_limit(4 * 1024 * 1024)
@@ -86,14 +86,33 @@ def _get_object_error(error: ClientError, uri: str, bucket: str) -> Exception:
     return TransientFailure(f"{uri}: GetObject failed: {code}: {error}")
 
 
+def _object_changed(uri: str, etag: str) -> ObjectChanged:
+    return ObjectChanged(
+        f"{uri}: object changed since it was listed (its ETag is no longer {etag}); this import is not retried, "
+        "the next run imports the new version under its own import id"
+    )
+
+
 def open_s3_object(
-    s3: S3Client, bucket: str, key: str, *, sleep: Callable[[float], None] = time.sleep
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    *,
+    expected_etag: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ObjectSource:
-    """GetObject, streamed and resumable. Missing bucket or object -> :class:`BadInput` naming it."""
+    """GetObject, streamed and resumable. Missing bucket or object -> :class:`BadInput` naming it.
+
+    With ``expected_etag`` (the version the import id was derived from) the GET is made with ``If-Match``: an
+    object replaced since it was listed is :class:`ObjectChanged`, and nothing of it is read.
+    """
     uri = f"s3://{bucket}/{key}"
+    pinned = {"IfMatch": expected_etag} if expected_etag else {}
     try:
-        response = s3.get_object(Bucket=bucket, Key=key)
+        response = s3.get_object(Bucket=bucket, Key=key, **pinned)
     except ClientError as error:
+        if expected_etag and error.response.get("Error", {}).get("Code", "") in _CHANGED_OBJECT_CODES:
+            raise _object_changed(uri, expected_etag) from None
         raise _get_object_error(error, uri, bucket) from None
     etag = response.get("ETag", "")
     return ObjectSource(
@@ -118,8 +137,8 @@ def resumable_chunks(
     """The object's bytes in chunks; when the stream drops, GET ``bytes=<offset>-`` of the same ETag.
 
     Up to :data:`MAX_RESUMES_WITHOUT_PROGRESS` drops in a row without a new byte are resumed; then the
-    drop is a :class:`TransientFailure`. The object replaced meanwhile (ETag differs) is a
-    :class:`TransientFailure` too: a rerun imports the new version from its start.
+    drop is a :class:`TransientFailure`. The object replaced meanwhile (ETag differs) is
+    :class:`ObjectChanged`: the next run imports the new version under its own import id.
     """
     uri = f"s3://{bucket}/{key}"
     body, offset, drops_in_a_row = first_body, 0, 0
@@ -160,10 +179,7 @@ def _ranged_body(s3: S3Client, *, bucket: str, key: str, etag: str, offset: int)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code in _CHANGED_OBJECT_CODES:
-            raise TransientFailure(
-                f"{uri}: the object changed while it was read (ETag no longer {etag}); rerun to import "
-                "the new version"
-            ) from None
+            raise _object_changed(uri, etag) from None
         if code == "InvalidRange":  # the drop came after the last byte
             return None
         raise _get_object_error(error, uri, bucket) from None
@@ -193,7 +209,8 @@ def _gunzip(chunks: Iterator[bytes], uri: str) -> Iterator[bytes]:
         raise BadInput(f"{uri}: gzip stream is truncated")
 
 
-def _with_gzip_detection(source: ObjectSource, key_is_gzip: bool) -> Iterator[bytes]:
+def _with_gzip_detection(source: ObjectSource) -> Iterator[bytes]:
+    """The object's bytes, inflated when :func:`csv_importer.compression.is_gzip` says so."""
     chunks = source.iter_chunks()
     first = b""
     for first in chunks:
@@ -201,18 +218,24 @@ def _with_gzip_detection(source: ObjectSource, key_is_gzip: bool) -> Iterator[by
             break
     if not first:
         return iter(())
+    while len(first) < len(GZIP_MAGIC):  # a chunk of one byte: look at one more before deciding
+        following = next(chunks, b"")
+        if not following:
+            break
+        first += following
 
     def replay() -> Iterator[bytes]:
         yield first
         yield from chunks
 
-    if key_is_gzip or first.startswith(GZIP_MAGIC):
+    if is_gzip(first, source.uri):
         return _gunzip(replay(), source.uri)
     return replay()
 
 
-def iter_lines(source: ObjectSource, *, gzip: bool = False) -> Iterator[str]:
-    """Yield the object's text lines, each ending in ``\\n`` (the last one may not), BOM stripped.
+def iter_lines(source: ObjectSource) -> Iterator[str]:
+    """Yield the object's text lines (inflated first if it is gzip), each ending in ``\\n`` (the last one may
+    not), BOM stripped.
 
     Only ``\\n`` ends a line here (``\\r\\n`` keeps its ``\\r`` for the csv module): other Unicode line
     breaks inside fields stay data. Invalid UTF-8 raises :class:`BadInput` naming the line.
@@ -221,7 +244,7 @@ def iter_lines(source: ObjectSource, *, gzip: bool = False) -> Iterator[str]:
     newlines_before = 0
     pending = ""
     first = True
-    for chunk in _with_gzip_detection(source, gzip):
+    for chunk in _with_gzip_detection(source):
         try:
             text = decoder.decode(chunk)
         except UnicodeDecodeError as error:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from csv_importer.exit_codes import BadInput, TransientFailure, UsageProblem
-from csv_importer.settings import ColumnType
+from csv_importer.settings import ColumnType, EmptyCells
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -26,8 +26,8 @@ else:
 MAX_ITEM_BYTES = 400 * 1024
 MAX_PARTITION_KEY_BYTES = 2048
 MAX_SORT_KEY_BYTES = 1024
-INDEX_SLOTS = 16
-RESERVED_ATTRIBUTES = ("importId", "sourceKey", "importedAt", "importSlot")
+KEY_SEPARATOR = "\x1f"
+RESERVED_ATTRIBUTES = ("importId", "sourceKey", "importedAt")
 # DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..9E+125.
 MAX_NUMBER_DIGITS = 38
 MIN_NUMBER_EXPONENT, MAX_NUMBER_EXPONENT = -130, 125
@@ -135,6 +135,29 @@ def parse_number(text: str) -> tuple[str, int]:
     return canonical, (digits + 1) // 2 + 1
 
 
+def canonical_key_part(value: str, key_type: str) -> str:
+    """The canonical text of one key attribute's value, as the job writes it and the verifier reads it back.
+
+    Strings are kept as they are (no trimming); numbers become DynamoDB's canonical text at its 38 significant
+    digits (``1.50`` and ``+1.5e0`` are the key ``1.5``).
+
+    :raises ValueError: a number key DynamoDB cannot store exactly (see :func:`parse_number`).
+    """
+    return parse_number(value)[0] if key_type == "N" else value
+
+
+def canonical_key(parts: Sequence[str]) -> str:
+    """One key's canonical text from its attributes' canonical parts (partition, then sort)."""
+    return KEY_SEPARATOR.join(parts)
+
+
+def key_hash(key_text: str) -> int:
+    """The 64-bit blake2b hash of a canonical key: it picks the shard (``% shard_count``) and is the
+    duplicate-key fingerprint (the job's and the verifier's)."""
+    digest = hashlib.blake2b(key_text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 def parse_bool(text: str) -> bool:
     word = text.strip().lower()
     if word in _TRUE_WORDS:
@@ -160,8 +183,10 @@ class RowConverter:
         stamps: Mapping[str, str],
         source_uri: str,
         table: str,
+        empty_cells: EmptyCells = "keep",
     ) -> None:
         names = [name.strip() for name in header]
+        self.empty_cells = empty_cells
         self.names = names
         self.column_count = len(names)
         problems = self._header_problems(names, key_schema, column_types)
@@ -178,11 +203,8 @@ class RowConverter:
         self.key_positions = [names.index(key.name) for key in key_schema.attributes]
         types: dict[str, str] = {**column_types, **{key.name: key.type for key in key_schema.attributes}}
         self._columns = [(name, len(name.encode("utf-8")), types.get(name, "S")) for name in names]
-        import_id = stamps["importId"]
         self._stamp_items = {name: {"S": value} for name, value in stamps.items()}
         self._stamp_size = sum(_text_bytes(name) + _text_bytes(value) for name, value in stamps.items())
-        self._slots = [{"S": f"{import_id}#{slot}"} for slot in range(INDEX_SLOTS)]
-        self._slot_size = len("importSlot") + len(import_id) + 3
 
     @staticmethod
     def _header_problems(
@@ -207,8 +229,8 @@ class RowConverter:
     def key_of(self, fields: list[str]) -> tuple[str, int]:
         """Canonical key text and its 64-bit blake2b hash; :class:`RowRejected` when the row has no usable key.
 
-        The text is the writer's de-duplication key; the hash picks the shard (``% shard_count``), the index
-        slot (``% INDEX_SLOTS``) and is the duplicate-key fingerprint (8 bytes a key).
+        The text is the writer's de-duplication key; the hash picks the shard (``% shard_count``) and is the
+        duplicate-key fingerprint (8 bytes a key).
         """
         if len(fields) != self.column_count:
             raise RowRejected(f"expected {self.column_count} fields, got {len(fields)}")
@@ -222,26 +244,26 @@ class RowConverter:
                 raise RowRejected(
                     f"key {key.name!r} is {_text_bytes(value)} bytes, over DynamoDB's {limit}-byte limit"
                 )
-            if key.type == "N":
-                try:
-                    value = parse_number(value)[0]
-                except ValueError as error:
-                    raise RowRejected(f"key {key.name!r}: {error}") from None
-            parts.append(value)
-        key_text = "\x1f".join(parts)
-        digest = hashlib.blake2b(key_text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-        return key_text, int.from_bytes(digest, "big")
+            try:
+                parts.append(canonical_key_part(value, key.type))
+            except ValueError as error:
+                raise RowRejected(f"key {key.name!r}: {error}") from None
+        key_text = canonical_key(parts)
+        return key_text, key_hash(key_text)
 
-    def convert(self, fields: list[str], key_hash: int) -> tuple[dict[str, dict[str, Any]], int]:
-        """The item (AttributeValue dicts) and its DynamoDB size in bytes, for a row :meth:`key_of` accepted.
-
-        ``key_hash`` (from :meth:`key_of`) picks the ``importSlot``.
-        """
+    def convert(self, fields: list[str]) -> tuple[dict[str, dict[str, Any]], int]:
+        """The item (AttributeValue dicts) and its DynamoDB size in bytes, for a row :meth:`key_of` accepted."""
         item = dict(self._stamp_items)
-        item["importSlot"] = self._slots[key_hash % INDEX_SLOTS]
-        size = self._stamp_size + self._slot_size
+        size = self._stamp_size
         for (name, name_bytes, column_type), value in zip(self._columns, fields, strict=True):
             if value == "":
+                # Key cells are never empty here (key_of rejects them). keep: "" for string columns only.
+                if self.empty_cells == "null":
+                    item[name] = {"NULL": True}
+                    size += name_bytes + 1
+                elif self.empty_cells == "keep" and column_type == "S":
+                    item[name] = {"S": ""}
+                    size += name_bytes
                 continue
             if column_type == "S":
                 item[name] = {"S": value}

@@ -11,40 +11,21 @@ from dataclasses import dataclass, field
 from typing import Literal, NoReturn
 
 from csv_importer.exit_codes import UsageProblem
+from csv_importer.inputs import (
+    DEFAULT_MANIFEST_PREFIX,
+    DEFAULT_REJECTED_PREFIX,
+    DEFAULT_WRITER_CONCURRENCY,
+    EMPTY_CELLS_CHOICES,
+    JOB_INPUTS,
+)
 
 ColumnType = Literal["S", "N", "BOOL"]
 COLUMN_TYPES: tuple[ColumnType, ...] = ("S", "N", "BOOL")
-DEFAULT_WRITER_CONCURRENCY = 8
+EmptyCells = Literal["keep", "omit", "null"]
 MAX_WRITER_CONCURRENCY = 64
 IMPORT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-# (env name, flag, dest, help)
-_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
-    ("bucket_name", "--bucket", "bucket", "bucket of the CSV object (required)"),
-    ("key", "--key", "key", "object key, .csv or gzip .csv.gz (required)"),
-    ("table_name", "--table", "table", "DynamoDB table (required)"),
-    (
-        "import_id",
-        "--import-id",
-        "import_id",
-        "stamped on every item; default derived from bucket, key, ETag",
-    ),
-    (
-        "max_reject_ratio",
-        "--max-reject-ratio",
-        "max_reject_ratio",
-        "highest tolerated rejected/read (default 0)",
-    ),
-    (
-        "column_types",
-        "--column-types",
-        "column_types",
-        "e.g. price:N,active:BOOL; types S (default), N, BOOL",
-    ),
-    ("shard_count", "--shard-count", "shard_count", "number of shards of the object (default 1)"),
-    ("AWS_BATCH_JOB_ARRAY_INDEX", "--shard-index", "shard_index", "this shard's index, 0-based (default 0)"),
-    ("writer_concurrency", "--writer-concurrency", "writer_concurrency", "BatchWriteItem requests in flight"),
-)
+# A bucket prefix the job writes under: empty segments, "." or ".." and a leading "/" are refused.
+_PREFIX_PATTERN = re.compile(r"(?:[^/\x00-\x1f\x7f]+/)+")
 
 
 @dataclass(frozen=True)
@@ -53,8 +34,12 @@ class ImportSettings:
     key: str
     table: str
     import_id: str | None = None
+    expected_etag: str | None = None
     max_reject_ratio: float = 0.0
     column_types: Mapping[str, ColumnType] = field(default_factory=dict)
+    empty_cells: EmptyCells = "keep"
+    manifest_prefix: str = DEFAULT_MANIFEST_PREFIX
+    rejected_prefix: str = DEFAULT_REJECTED_PREFIX
     shard_count: int = 1
     shard_index: int = 0
     writer_concurrency: int = DEFAULT_WRITER_CONCURRENCY
@@ -80,8 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Import one CSV object from S3 into a DynamoDB table. Each flag defaults to the "
         "environment variable named in brackets.",
     )
-    for env_name, flag, dest, help_text in _OPTIONS:
-        parser.add_argument(flag, dest=dest, default=None, help=f"{help_text} [env {env_name}]")
+    for job_input in JOB_INPUTS:
+        if job_input.required:
+            detail = "required"
+        elif job_input.default:
+            detail = f"default {job_input.default}"
+        else:
+            detail = "optional"
+        parser.add_argument(
+            job_input.flag,
+            dest=job_input.name,
+            default=None,
+            help=f"{job_input.help} ({detail}) [env {job_input.env}]",
+        )
     return parser
 
 
@@ -131,22 +127,22 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Imp
     """
     flags = vars(build_parser().parse_args(argv))
     raw: dict[str, str] = {}
-    for env_name, _flag, dest, _help in _OPTIONS:
-        value = flags[dest] if flags[dest] is not None else environ.get(env_name)
+    for job_input in JOB_INPUTS:
+        value = flags[job_input.name] if flags[job_input.name] is not None else environ.get(job_input.env)
         if value is not None and value.strip() != "":
-            raw[dest] = value.strip()
-    missing = [f"{flag} (env {env})" for env, flag, dest, _ in _OPTIONS[:3] if dest not in raw]
+            raw[job_input.name] = value.strip()
+        elif job_input.default is not None:
+            raw[job_input.name] = job_input.default
+    missing = [f"{i.flag} (env {i.env})" for i in JOB_INPUTS if i.required and i.name not in raw]
     if missing:
         raise UsageProblem(f"missing required setting(s): {', '.join(missing)}")
-    shard_count = _parse_int("shard_count", raw.get("shard_count", "1"), 1)
-    shard_index = _parse_int("shard index", raw.get("shard_index", "0"), 0)
+    shard_count = _parse_int("shard_count", raw["shard_count"], 1)
+    shard_index = _parse_int("shard index", raw["shard_index"], 0)
     if shard_index >= shard_count:
         raise UsageProblem(
             f"shard index {shard_index} is outside 0..{shard_count - 1} (shard_count {shard_count})"
         )
-    concurrency = _parse_int(
-        "writer_concurrency", raw.get("writer_concurrency", str(DEFAULT_WRITER_CONCURRENCY)), 1
-    )
+    concurrency = _parse_int("writer_concurrency", raw["writer_concurrency"], 1)
     if concurrency > MAX_WRITER_CONCURRENCY:
         raise UsageProblem(f"writer_concurrency must be at most {MAX_WRITER_CONCURRENCY}, got {concurrency}")
     import_id = raw.get("import_id")
@@ -154,14 +150,32 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Imp
         raise UsageProblem(
             f"import_id {import_id!r} must be 1-128 characters of letters, digits, '.', '_' or '-'"
         )
+    empty_cells = raw["empty_cells"].lower()
+    if empty_cells not in EMPTY_CELLS_CHOICES:
+        raise UsageProblem(
+            f"empty_cells must be one of {', '.join(EMPTY_CELLS_CHOICES)}, got {raw['empty_cells']!r}"
+        )
     return ImportSettings(
         bucket=raw["bucket"],
         key=raw["key"],
         table=raw["table"],
         import_id=import_id,
-        max_reject_ratio=_parse_ratio(raw.get("max_reject_ratio", "0")),
-        column_types=parse_column_types(raw.get("column_types", "")),
+        expected_etag=raw.get("expected_etag"),
+        max_reject_ratio=_parse_ratio(raw["max_reject_ratio"]),
+        column_types=parse_column_types(raw["column_types"]),
+        empty_cells=empty_cells,  # type: ignore[arg-type]
+        manifest_prefix=_parse_prefix("manifest_prefix", raw["manifest_prefix"]),
+        rejected_prefix=_parse_prefix("rejected_prefix", raw["rejected_prefix"]),
         shard_count=shard_count,
         shard_index=shard_index,
         writer_concurrency=concurrency,
     )
+
+
+def _parse_prefix(name: str, text: str) -> str:
+    if not _PREFIX_PATTERN.fullmatch(text) or any(part in (".", "..") for part in text.split("/")):
+        raise UsageProblem(
+            f"{name} {text!r} must be one or more path segments each ending in '/', e.g. manifests/ "
+            "(no leading '/', no empty, '.' or '..' segment)"
+        )
+    return text

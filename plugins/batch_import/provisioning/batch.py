@@ -442,38 +442,26 @@ def _number_text(value: Any) -> str:
     return f"{float(value):g}"
 
 
-def static_job_environment(
-    *,
-    bucket_name: str,
-    table_name: str,
-    writer_concurrency: int,
-    max_reject_ratio: float,
-    column_types: str,
-    extra: Sequence[str] = (),
-) -> dict[str, str]:
-    """The job's inputs that are the same for every import (docs/architecture.md, the job's contract).
-
-    Per-import inputs (``key``, ``import_id``, ``shard_count``...) come as container overrides at submit time.
-    ``extra`` holds the config's ``NAME=value`` entries (``batch.job_environment``); the job's own inputs win.
-    """
-    environment = dict(entry.split("=", 1) for entry in extra)
-    environment |= {
-        "bucket_name": bucket_name,
-        "table_name": table_name,
-        "writer_concurrency": str(writer_concurrency),
-        "max_reject_ratio": f"{max_reject_ratio:g}",
-        "column_types": column_types,
-    }
-    return {key: value for key, value in environment.items() if value}
-
-
 def job_environment_from_config(config: PipelineConfig) -> dict[str, str]:
-    """:func:`static_job_environment` of the pipeline config (what the provisioning DAG registers)."""
-    return static_job_environment(
-        bucket_name=config.bucket.name,
-        table_name=config.table.name,
-        writer_concurrency=config.import_.writer_concurrency,
-        max_reject_ratio=config.import_.max_reject_ratio,
-        column_types=config.import_.column_types,
-        extra=config.batch.job_environment,
+    """The job definition's environment: the job's ``deployment`` inputs (:mod:`csv_importer.inputs`) from the
+    pipeline config, the same for every import.
+
+    Per-import inputs (``key``, ``import_id``, ``expected_etag``, ``shard_count``) come as container overrides at
+    submit time. The config's ``batch.job_environment`` ``NAME=value`` entries are added; the job's own inputs win.
+    """
+    from csv_importer.inputs import deployment_environment
+
+    environment = dict(entry.split("=", 1) for entry in config.batch.job_environment)
+    environment |= deployment_environment(
+        {
+            "bucket": config.bucket.name,
+            "table": config.table.name,
+            "writer_concurrency": config.import_.writer_concurrency,
+            "max_reject_ratio": config.import_.max_reject_ratio,
+            "column_types": config.import_.column_types,
+            "empty_cells": config.import_.empty_cells,
+            "manifest_prefix": config.bucket.manifest_prefix,
+            "rejected_prefix": config.bucket.rejected_prefix,
+        }
     )
+    return {key: value for key, value in environment.items() if value}
