@@ -21,6 +21,7 @@ See `docs/import_dag.md`.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pendulum
@@ -145,7 +146,9 @@ with DAG(
             rejected_prefix=bucket.rejected_prefix,
             table_name=config.table.name,
             key_schema=[(name, key_type) for name, _, key_type in config.table.key_schema],
-            settle_seconds=config.import_.poll_interval_seconds,
+            vcpus=config.batch.vcpus,
+            memory_mib=config.batch.memory_mib,
+            prices=dataclasses.asdict(config.prices),
             outlets=[table_asset],
             **aws,
         )

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+from airflow.sdk.exceptions import AirflowException
+from botocore.exceptions import ClientError
 
 from batch_import import files
 from csv_importer.exit_codes import NON_RETRYABLE
@@ -98,6 +100,14 @@ class ImportJobHook(BatchClientHook):
                 chunk = child_ids[start : start + _DESCRIBE_JOBS_LIMIT]
                 codes.update(self.exit_code(child) for child in self.client.describe_jobs(jobs=chunk)["jobs"])
         return {code for code in codes if code is not None}
+
+    def job_log_streams(self, job_id: str) -> list[dict[str, str]]:
+        """The job's CloudWatch log streams (the provider's lookup); empty, with a warning, when it fails."""
+        try:
+            return list(self.get_job_all_awslogs_info(job_id))
+        except (AirflowException, ClientError) as err:  # a link is a convenience, never a failure
+            self.log.warning("No CloudWatch log link for AWS Batch job %s: %s", job_id, err)
+            return []
 
     @staticmethod
     def exit_code(job: dict[str, Any]) -> int | None:

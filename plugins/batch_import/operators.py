@@ -17,10 +17,12 @@ counting in :mod:`batch_import.verification`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
+from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
@@ -33,6 +35,7 @@ from airflow.sdk.exceptions import (
 )
 
 from batch_import import files
+from batch_import.cost import S3CallCounter, import_cost
 from batch_import.hooks import (
     NON_RETRYABLE_EXIT_CODES,
     DynamoDBClientHook,
@@ -43,7 +46,9 @@ from batch_import.hooks import (
     split_verified,
     verify_until_settled,
 )
+from batch_import.links import ImportManifestsLink, RejectedRowsLink
 from csv_importer.exit_codes import ExitCode
+from csv_importer.manifest import import_prefix
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -277,7 +282,19 @@ class BatchSubmitOperator(BatchOperator):
     def _hook_parameters(self) -> dict[str, Any]:
         return {**super()._hook_parameters, "poll_interval_seconds": self.poll_interval}
 
+    operator_extra_links = (*BatchOperator.operator_extra_links, ImportManifestsLink(), RejectedRowsLink())
+
     def submit_job(self, context: Context) -> None:
+        persist_import_links(
+            context,
+            self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            bucket_name=self.bucket_name,
+            manifest_prefix=self.manifest_prefix,
+            rejected_prefix=self.rejected_prefix,
+            import_id=str(self.import_id),
+        )
         self.tags = {
             **self.tags,
             "dag_id": context["dag"].dag_id,
@@ -289,6 +306,13 @@ class BatchSubmitOperator(BatchOperator):
             super().submit_job(context)
             return
         self.job_id = existing["jobId"]
+        BatchJobDetailsLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            job_id=self.job_id,
+        )
         self.log.info(
             "Reattaching to AWS Batch job %s (%s, status %s) already submitted for s3://%s/%s in this run; "
             "not submitting a second import",
@@ -339,10 +363,13 @@ class BatchSubmitOperator(BatchOperator):
 
 
 class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
-    """Count the items of one import in DynamoDB and compare them with the job's manifests.
+    """Read the import's keys back from DynamoDB, compare them with the job's manifests, report its cost.
 
-    Re-counts up to ``settle_attempts`` times (the index is eventually consistent), then fails without
-    retry, naming the numbers. On success writes ``manifests/<import_id>/verified.json``.
+    Fails without retry, naming the numbers (``settle_attempts`` > 1 verifies again after a pause; one attempt
+    is final, since misses are re-read strongly consistent). On success writes
+    ``<manifest_prefix><import_id>/verified.json`` with the cost report (:mod:`batch_import.cost`) and returns
+    the counts and the cost as its XCom; its extra links open the Batch job, its log, the manifests and the
+    rejected rows.
 
     :param import_id: the import to verify (templated)
     :param s3_key: its object (templated)
@@ -353,9 +380,19 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
     :param rejected_prefix: e.g. ``rejected/`` (templated)
     :param table_name: the DynamoDB table (templated)
     :param key_schema: ``[(attribute, S|N), ...]`` of the table key
-    :param settle_attempts: how many times to count before concluding
-    :param settle_seconds: pause between counts
+    :param vcpus: the job definition's vCPUs (config ``batch.vcpus``), for the cost report
+    :param memory_mib: the job definition's memory (config ``batch.memory_mib``), for the cost report
+    :param prices: the config's ``[prices]`` as a mapping
+    :param settle_attempts: how many times to verify before concluding
+    :param settle_seconds: pause between attempts
     """
+
+    operator_extra_links = (
+        BatchJobDetailsLink(),
+        CloudWatchEventsLink(),
+        ImportManifestsLink(),
+        RejectedRowsLink(),
+    )
 
     aws_hook_class = DynamoDBClientHook
     template_fields: Sequence[str] = aws_template_fields(
@@ -380,12 +417,18 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         rejected_prefix: str,
         table_name: str,
         key_schema: Sequence[tuple[str, str]],
+        vcpus: float,
+        memory_mib: int,
+        prices: Mapping[str, Any],
         expected_etag: str | None = None,
-        settle_attempts: int = 3,
+        settle_attempts: int = 1,
         settle_seconds: float = 2.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.vcpus = vcpus
+        self.memory_mib = memory_mib
+        self.prices = prices
         self.expected_etag = expected_etag
         self.import_id = import_id
         self.s3_key = s3_key
@@ -419,22 +462,45 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
                 expected_etag=self.expected_etag or None,
             )
 
-        try:
-            result, totals = verify_until_settled(
-                verify_once, attempts=self.settle_attempts, pause_seconds=self.settle_seconds
-            )
-        except VerificationError as err:
-            raise AirflowFailException(str(err)) from err
+        with S3CallCounter(s3_client) as s3_calls:
+            try:
+                result, totals = verify_until_settled(
+                    verify_once, attempts=self.settle_attempts, pause_seconds=self.settle_seconds
+                )
+            except VerificationError as err:
+                raise AirflowFailException(str(err)) from err
+        self.persist_links(context, totals.batch_job_ids)
         if not result.verified:
             raise AirflowFailException(f"Verification failed: {result.describe()}")
+        cost = import_cost(
+            write_request_units=float(totals.write_request_units),
+            read_request_units=result.read_request_units,
+            run_seconds=totals.run_seconds,
+            shard_count=int(self.shard_count),
+            vcpus=float(self.vcpus),
+            memory_mib=int(self.memory_mib),
+            # ... and the marker's PutObject below.
+            verification_s3_calls={**s3_calls.calls, "PutObject": s3_calls.calls.get("PutObject", 0) + 1},
+            prices=self.prices,
+        )
+        report = cost.as_report()
         write_verified_marker(
             s3_client,
             bucket_name=self.bucket_name,
             marker_key=files.verified_marker_key(self.manifest_prefix, self.import_id),
             result=result,
             run_id=context["run_id"],
+            report=report,
         )
         self.log.info("Verified %s", result.describe())
+        self.log.info(
+            "Import %s: rows_read=%d rows_imported=%d rows_rejected=%d; cost: %s",
+            result.import_id,
+            totals.rows_read,
+            totals.rows_imported,
+            totals.rows_rejected,
+            cost.describe(),
+        )
         return {
             "import_id": result.import_id,
             "s3_key": result.s3_key,
@@ -443,4 +509,56 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
             "rows_rejected": totals.rows_rejected,
             "items_counted": result.counted,
             "keys_superseded": result.superseded,
+            **report,
         }
+
+    def persist_links(self, context: Context, batch_job_ids: Sequence[str]) -> None:
+        """The manifests, the rejected rows and, when a manifest names it, the Batch job and its log."""
+        partition = self.hook.conn_partition
+        region = self.hook.conn_region_name
+        persist_import_links(
+            context,
+            self,
+            region_name=region,
+            aws_partition=partition,
+            bucket_name=self.bucket_name,
+            manifest_prefix=self.manifest_prefix,
+            rejected_prefix=self.rejected_prefix,
+            import_id=str(self.import_id),
+        )
+        if not batch_job_ids:
+            return
+        job_id = batch_job_ids[0].split(":")[0]  # an array child "<parent>:<index>" -> the array job
+        BatchJobDetailsLink.persist(
+            context=context, operator=self, region_name=region, aws_partition=partition, job_id=job_id
+        )
+        logs = ImportJobHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).job_log_streams(
+            job_id
+        )
+        if logs:
+            CloudWatchEventsLink.persist(
+                context=context, operator=self, region_name=region, aws_partition=partition, **logs[0]
+            )
+
+
+def persist_import_links(
+    context: Context,
+    operator: Any,
+    *,
+    region_name: str | None,
+    aws_partition: str,
+    bucket_name: str,
+    manifest_prefix: str,
+    rejected_prefix: str,
+    import_id: str,
+) -> None:
+    """Store the S3 console links of one import's manifests and rejected rows for the task's extra links."""
+    for link, prefix in ((ImportManifestsLink, manifest_prefix), (RejectedRowsLink, rejected_prefix)):
+        link.persist(
+            context=context,
+            operator=operator,
+            region_name=region_name or "",
+            aws_partition=aws_partition,
+            bucket=bucket_name,
+            prefix=import_prefix(prefix, import_id),
+        )

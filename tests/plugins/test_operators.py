@@ -8,6 +8,7 @@ same operators are in tests/e2e.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,8 +22,10 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from batch_import.config import load_config
 from batch_import.files import ImportSettings, LandedFile, plan_imports, verified_marker_key
 from batch_import.hooks import ImportJobHook
+from batch_import.links import ImportManifestsLink
 from batch_import.operators import (
     BatchSubmitOperator,
     LandingFileSensor,
@@ -498,6 +501,9 @@ def verify_operator(import_id: str, key: str, **kwargs: Any) -> VerifyImportOper
         rejected_prefix="rejected/",
         table_name=TABLE,
         key_schema=KEY_SCHEMA,
+        vcpus=1.0,
+        memory_mib=2048,
+        prices=dataclasses.asdict(load_config(environ={}).prices),
         settle_seconds=0.25,
         **AWS,
         **kwargs,
@@ -519,19 +525,35 @@ class TestVerifyImportOperator:
         key = f"{LANDING}{DATE}/orders.csv"
         import_id = import_with_the_job(table, key, rows(0, 20) + rows(0, 5) + [["", "no key"]])
 
+        run_context = context()
         with mock.patch("batch_import.hooks.time.sleep") as sleep:
-            returned = verify_operator(import_id, key).execute(context())
+            returned = verify_operator(import_id, key).execute(run_context)
 
         sleep.assert_not_called()
-        assert returned == {
+        counts = {
+            k: returned[k] for k in ("import_id", "s3_key", "rows_read", "rows_imported", "rows_rejected")
+        }
+        assert counts == {
             "import_id": import_id,
             "s3_key": key,
             "rows_read": 26,
             "rows_imported": 25,
             "rows_rejected": 1,
-            "items_counted": 20,
-            "keys_superseded": 0,
         }
+        assert (returned["items_counted"], returned["keys_superseded"]) == (20, 0)
+        # The cost report: 20 writes of items under 1 KB (the 5 duplicates replace rows still pending in the same
+        # request, so they are never sent), 20 distinct keys read back eventually consistent.
+        prices = load_config(environ={}).prices
+        assert (returned["write_request_units"], returned["read_request_units"]) == (20, 10)
+        parts = returned["estimated_cost_parts_usd"]
+        assert parts["dynamodb_writes"] == pytest.approx(20 / 1e6 * prices.dynamodb_write_per_million_units)
+        assert parts["dynamodb_reads"] == pytest.approx(10 / 1e6 * prices.dynamodb_read_per_million_units)
+        assert returned["estimated_cost_usd"] == pytest.approx(sum(parts.values()), abs=1e-7)
+        # job: GET + 2 PUT; verification: LIST + GET of the manifest, LIST of rejected + GET, GET of the file, PUT
+        assert returned["s3_requests"] == 3 + 6
+        assert returned["batch_vcpu_seconds"] * 2 == pytest.approx(
+            returned["batch_memory_gib_seconds"], abs=1e-3
+        )
         written = marker(table, import_id)
         assert written is not None
         assert {k: written[k] for k in ("import_id", "s3_key", "expected", "counted", "run_id")} == {
@@ -541,6 +563,16 @@ class TestVerifyImportOperator:
             "counted": 20,
             "run_id": RUN_ID,
         }
+        assert written["estimated_cost_usd"] == returned["estimated_cost_usd"]
+        # Extra links: the import's manifests and rejected rows in the S3 console.
+        pushed = {
+            call.kwargs["key"]: call.kwargs["value"] for call in run_context["ti"].xcom_push.call_args_list
+        }
+        assert pushed["csv_import_manifests"]["prefix"] == f"manifests/{import_id}/"
+        assert pushed["csv_import_rejected_rows"]["prefix"] == f"rejected/{import_id}/"
+        assert ImportManifestsLink().format_link(**pushed["csv_import_manifests"]) == (
+            f"https://s3.console.aws.amazon.com/s3/buckets/{BUCKET}?region={REGION}&prefix=manifests%2F{import_id}%2F"
+        )
 
     def test_keys_taken_over_by_a_later_file_verify_and_are_reported(self, table: SimpleNamespace) -> None:
         first_key, second_key = f"{LANDING}{DATE}/a.csv", f"{LANDING}{DATE}/b.csv"
