@@ -240,3 +240,33 @@ def test_a_verification_reads_nothing_twice_and_re_reads_only_misses_strongly(
     )
     assert result.read_request_units == 10 * 0.5 + 1 * 1.0
     assert "1 keys of the file are not in the table (e.g. k0004)" in result.describe()
+
+
+def test_a_table_still_carrying_the_old_import_slot_index_is_verified_correctly(clients: dict[str, Any]) -> None:
+    # A table provisioned before verification read keys back: its importSlot GSI stays (provisioning never
+    # deletes) and no longer gets entries; verification does not depend on it.
+    clients["dynamodb"].create_table(
+        TableName="verification-legacy",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "importSlot", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "importSlot-index",
+                "KeySchema": [{"AttributeName": "importSlot", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    key = "incoming/2026-04-10/legacy.csv"
+    import_id = import_file(clients, key, rows(0, 30) + rows(0, 3), table="verification-legacy")
+
+    result = verify(clients, key, import_id, table="verification-legacy")
+
+    assert result.verified, result.describe()
+    assert (result.expected, result.counted) == (30, 30)
+    items = clients["dynamodb"].scan(TableName="verification-legacy")["Items"]
+    assert not [item for item in items if "importSlot" in item]
