@@ -242,7 +242,9 @@ def test_a_verification_reads_nothing_twice_and_re_reads_only_misses_strongly(
     assert "1 keys of the file are not in the table (e.g. k0004)" in result.describe()
 
 
-def test_a_table_still_carrying_the_old_import_slot_index_is_verified_correctly(clients: dict[str, Any]) -> None:
+def test_a_table_still_carrying_the_old_import_slot_index_is_verified_correctly(
+    clients: dict[str, Any],
+) -> None:
     # A table provisioned before verification read keys back: its importSlot GSI stays (provisioning never
     # deletes) and no longer gets entries; verification does not depend on it.
     clients["dynamodb"].create_table(
