@@ -64,6 +64,7 @@ def _pipeline(context: BenchContext, key: str, table: str, rows: int) -> tuple[A
     )  # type: ignore[arg-type]
     cost = import_cost(
         write_request_units=float(totals.write_request_units),
+        index_write_request_units=totals.index_write_request_units,
         read_request_units=result.read_request_units,
         run_seconds=totals.run_seconds,
         shard_count=1,
@@ -105,7 +106,7 @@ def run(context: BenchContext) -> str:
     measured.append(
         (
             "this pipeline (import + verification)",
-            cost.write_request_units,
+            cost.all_write_request_units,
             cost.read_request_units,
             "DynamoDB's ConsumedCapacity (manifests, verification)",
         )

@@ -34,6 +34,7 @@ class ImportCost:
 
     write_request_units: float
     read_request_units: float
+    index_write_request_units: Mapping[str, float]
     batch_vcpu_seconds: float
     batch_memory_gib_seconds: float
     s3_put_requests: int
@@ -44,10 +45,15 @@ class ImportCost:
     def s3_requests(self) -> int:
         return self.s3_put_requests + self.s3_get_requests
 
+    @property
+    def all_write_request_units(self) -> float:
+        """The table's writes and every index's."""
+        return self.write_request_units + sum(self.index_write_request_units.values())
+
     def parts_usd(self) -> dict[str, float]:
         p = self.prices
         return {
-            "dynamodb_writes": self.write_request_units / 1e6 * p["dynamodb_write_per_million_units"],
+            "dynamodb_writes": self.all_write_request_units / 1e6 * p["dynamodb_write_per_million_units"],
             "dynamodb_reads": self.read_request_units / 1e6 * p["dynamodb_read_per_million_units"],
             "batch_vcpu": self.batch_vcpu_seconds / 3600 * p["fargate_vcpu_per_hour"],
             "batch_memory": self.batch_memory_gib_seconds / 3600 * p["fargate_gib_per_hour"],
@@ -62,7 +68,8 @@ class ImportCost:
     def as_report(self) -> dict[str, Any]:
         """The ``verified.json`` / XCom fields: quantities, ``estimated_cost_usd`` and its parts, the prices used."""
         return {
-            "write_request_units": self.write_request_units,
+            "write_request_units": self.all_write_request_units,
+            "index_write_request_units": dict(self.index_write_request_units),
             "read_request_units": self.read_request_units,
             "batch_vcpu_seconds": round(self.batch_vcpu_seconds, 3),
             "batch_memory_gib_seconds": round(self.batch_memory_gib_seconds, 3),
@@ -74,7 +81,8 @@ class ImportCost:
 
     def describe(self) -> str:
         return (
-            f"{self.write_request_units:g} write and {self.read_request_units:g} read request units, "
+            f"{self.all_write_request_units:g} write ({sum(self.index_write_request_units.values()):g} of them "
+            f"index writes) and {self.read_request_units:g} read request units, "
             f"{self.batch_vcpu_seconds:.1f} vCPU-s and {self.batch_memory_gib_seconds:.1f} GiB-s of Batch, "
             f"{self.s3_requests} S3 requests: about ${self.estimated_cost_usd:.6f} "
             f"at {self.prices.get('region', '?')} prices read {self.prices.get('read_on', '?')}"
@@ -86,6 +94,7 @@ def import_cost(
     write_request_units: float,
     read_request_units: float,
     run_seconds: float,
+    index_write_request_units: Mapping[str, float] | None = None,
     shard_count: int,
     vcpus: float,
     memory_mib: int,
@@ -94,6 +103,8 @@ def import_cost(
 ) -> ImportCost:
     """The cost of one import from its recorded quantities.
 
+    :param write_request_units: the table's own write units (``ManifestTotals.write_request_units``)
+    :param index_write_request_units: each index's write units (``ManifestTotals.index_write_request_units``)
     :param run_seconds: the shards' run times added up (``ManifestTotals.run_seconds``)
     :param verification_s3_calls: S3 operation name -> count, as the verification made them
     :param prices: the config's ``[prices]`` (a :class:`batch_import.config.PricesConfig`) or a mapping
@@ -108,6 +119,7 @@ def import_cost(
     return ImportCost(
         write_request_units=write_request_units,
         read_request_units=read_request_units,
+        index_write_request_units=dict(index_write_request_units or {}),
         batch_vcpu_seconds=run_seconds * vcpus,
         batch_memory_gib_seconds=run_seconds * memory_mib / 1024,
         s3_put_requests=puts,

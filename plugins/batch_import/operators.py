@@ -474,6 +474,7 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
             raise AirflowFailException(f"Verification failed: {result.describe()}")
         cost = import_cost(
             write_request_units=float(totals.write_request_units),
+            index_write_request_units=totals.index_write_request_units,
             read_request_units=result.read_request_units,
             run_seconds=totals.run_seconds,
             shard_count=int(self.shard_count),

@@ -574,6 +574,27 @@ class TestVerifyImportOperator:
             f"https://s3.console.aws.amazon.com/s3/buckets/{BUCKET}?region={REGION}&prefix=manifests%2F{import_id}%2F"
         )
 
+    def test_with_the_opt_in_import_id_index_its_writes_show_in_the_cost(self, aws: SimpleNamespace) -> None:
+        ensure_table(
+            aws.dynamodb,
+            table_name=TABLE,
+            key_schema=[("id", "HASH", "S")],
+            import_id_index="importId-index",
+            poll_seconds=0,
+        )
+        key = f"{LANDING}{DATE}/indexed.csv"
+        import_id = import_with_the_job(aws, key, rows(0, 12))
+
+        returned = verify_operator(import_id, key).execute(context())
+
+        # 12 items under 1 KB: 12 table writes and 12 index entries under 1 KB (keys + 100 bytes overhead).
+        assert returned["index_write_request_units"] == {"importId-index": 12}
+        assert returned["write_request_units"] == 24
+        prices = load_config(environ={}).prices
+        assert returned["estimated_cost_parts_usd"]["dynamodb_writes"] == pytest.approx(
+            24 / 1e6 * prices.dynamodb_write_per_million_units
+        )
+
     def test_keys_taken_over_by_a_later_file_verify_and_are_reported(self, table: SimpleNamespace) -> None:
         first_key, second_key = f"{LANDING}{DATE}/a.csv", f"{LANDING}{DATE}/b.csv"
         first = import_with_the_job(table, first_key, rows(0, 20))
