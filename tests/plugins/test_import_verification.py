@@ -247,12 +247,28 @@ def test_a_table_still_carrying_the_old_import_slot_index_is_verified_correctly(
 ) -> None:
     # A table provisioned before verification read keys back: its importSlot GSI stays (provisioning never
     # deletes) and no longer gets entries; verification does not depend on it.
-    clients["dynamodb"].create_table(
-        TableName="verification-legacy",
+    create_table_with_the_old_import_slot_index(clients["dynamodb"], "verification-legacy")
+    key = "incoming/2026-04-10/legacy.csv"
+    import_id = import_file(clients, key, rows(0, 30) + rows(0, 3), table="verification-legacy")
+
+    result = verify(clients, key, import_id, table="verification-legacy")
+
+    assert result.verified, result.describe()
+    assert (result.expected, result.counted) == (30, 30)
+    items = clients["dynamodb"].scan(TableName="verification-legacy")["Items"]
+    assert not [item for item in items if "importSlot" in item]
+
+
+def create_table_with_the_old_import_slot_index(
+    dynamodb: Any, table_name: str, partition_key: str = "id"
+) -> None:
+    """A table as provisioning made it before verification read keys back: with the ``importSlot`` KEYS_ONLY GSI."""
+    dynamodb.create_table(
+        TableName=table_name,
         BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        KeySchema=[{"AttributeName": partition_key, "KeyType": "HASH"}],
         AttributeDefinitions=[
-            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": partition_key, "AttributeType": "S"},
             {"AttributeName": "importSlot", "AttributeType": "S"},
         ],
         GlobalSecondaryIndexes=[
@@ -263,12 +279,3 @@ def test_a_table_still_carrying_the_old_import_slot_index_is_verified_correctly(
             }
         ],
     )
-    key = "incoming/2026-04-10/legacy.csv"
-    import_id = import_file(clients, key, rows(0, 30) + rows(0, 3), table="verification-legacy")
-
-    result = verify(clients, key, import_id, table="verification-legacy")
-
-    assert result.verified, result.describe()
-    assert (result.expected, result.counted) == (30, 30)
-    items = clients["dynamodb"].scan(TableName="verification-legacy")["Items"]
-    assert not [item for item in items if "importSlot" in item]

@@ -25,6 +25,7 @@ from batch_import.provisioning import ProvisioningError, ProvisionResult, summar
 from batch_import.provisioning.documents import normalise_policy
 from batch_import.provisioning.hook import ProvisioningHook
 from batch_import.provisioning_operators import EnsureResourceOperator
+from tests.plugins.test_import_verification import create_table_with_the_old_import_slot_index
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "provision_batch_environment.py"
 REGION = "us-east-1"
@@ -426,22 +427,7 @@ def test_a_table_with_the_old_import_slot_index_keeps_it_and_is_told_it_is_no_lo
     module = load_dag(monkeypatch)
     config = module.config
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(
-        TableName=config.table.name,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": config.table.partition_key, "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": config.table.partition_key, "AttributeType": "S"},
-            {"AttributeName": "importSlot", "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "importSlot-index",
-                "KeySchema": [{"AttributeName": "importSlot", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
-    )
+    create_table_with_the_old_import_slot_index(dynamodb, config.table.name, config.table.partition_key)
     caplog.set_level("INFO", logger="batch_import.provisioning.dynamodb")
 
     results, hook = provision(module)
