@@ -24,6 +24,7 @@ feed's DAG is built (Airflow's parsing context). Configuration: `include/config/
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pendulum
@@ -152,9 +153,10 @@ def import_dag(config: PipelineConfig, feed: FeedConfig) -> DAG:
                 manifest_prefix=feed.manifest_prefix,
                 rejected_prefix=feed.rejected_prefix,
                 table_name=feed.table.name,
-                index_name=feed.table.verification_index,
                 key_schema=[(name, key_type) for name, _, key_type in feed.table.key_schema],
-                settle_seconds=feed.import_.poll_interval_seconds,
+                vcpus=config.batch.vcpus,
+                memory_mib=config.batch.memory_mib,
+                prices=dataclasses.asdict(config.prices),
                 outlets=[table_asset],
                 **aws,
             )

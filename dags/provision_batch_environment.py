@@ -11,7 +11,7 @@ described in `include/config/pipeline.toml` (plus `CSV_IMPORT__...` environment 
 | `ensure_instance_role`, `ensure_instance_profile` | EC2 / SPOT compute environments only |
 | `ensure_log_group` | CloudWatch log group of the job's awslogs driver |
 | `ensure_compute_environment` → `ensure_job_queue` | Batch, shared by every feed, waited on until VALID and ENABLED |
-| `<feed>.ensure_table` | the feed's DynamoDB table: on demand, its keys, PITR, the verification index |
+| `<feed>.ensure_table` | the feed's DynamoDB table: on demand, its keys, PITR, the opt-in `importId` index (`import_id_index`) |
 | `<feed>.ensure_job_role` | the feed's IAM role: only its landing prefix, its bookkeeping prefixes, its table |
 | `<feed>.ensure_job_definition` | the feed's job definition, a new revision only when its content changed |
 | `report_unconfigured_feeds` | logs feeds provisioned before but no longer configured (left alone) |
@@ -96,7 +96,7 @@ with DAG(
                 feed=feed.name,
                 table_name=feed.table.name,
                 key_schema=feed.table.key_schema,
-                verification_index=feed.table.verification_index,
+                import_id_index=feed.table.import_id_index,
                 **aws,
             )
             job_role = EnsureJobRoleOperator(

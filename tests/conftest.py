@@ -32,3 +32,10 @@ for path in (PROJECT_ROOT / "plugins", PROJECT_ROOT):
         sys.path.insert(0, str(path))
 
 pytest_plugins = ["tests.fixtures.local_aws", "tests.fixtures.airflow"]
+
+# In-process moto (mock_aws) and the local endpoint answer ConsumedCapacity alike, as DynamoDB does
+# (include/local_aws/dynamodb_consumed_capacity.py): the endpoint patches moto's classes in whichever process runs
+# it, so without this a test's figures would depend on whether an endpoint test ran earlier in the session.
+from include.local_aws.dynamodb_consumed_capacity import install_consumed_capacity_patch  # noqa: E402
+
+install_consumed_capacity_patch()

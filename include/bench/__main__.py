@@ -26,6 +26,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("job_client_cpu", "include.bench.job_client_cpu"),
     ("job_memory", "include.bench.job_memory"),
     ("job_shards", "include.bench.job_shards"),
+    ("import_cost", "include.bench.import_cost"),
     ("dag_parse", "include.bench.dag_parse"),
     ("demo_latency", "include.bench.demo_latency"),
 )

@@ -41,6 +41,9 @@ class FileOutcome:
     duration_seconds: float | None = None
     landed_at: datetime | None = None
     verified_at: datetime | None = None
+    estimated_cost_usd: float | None = None
+    write_request_units: float | None = None
+    read_request_units: float | None = None
 
     @property
     def problems(self) -> list[str]:
@@ -74,6 +77,9 @@ class FileOutcome:
             "landed_at": self.landed_at.isoformat() if self.landed_at else None,
             "verified_at": self.verified_at.isoformat() if self.verified_at else None,
             "latency_seconds": self.latency_seconds,
+            "write_request_units": self.write_request_units,
+            "read_request_units": self.read_request_units,
+            "estimated_cost_usd": self.estimated_cost_usd,
             "as_expected": self.as_expected,
         }
 
@@ -124,6 +130,9 @@ def read_outcome(
     outcome.verified = marker is not None and marker.get("import_id") == import_id
     if outcome.verified and marker is not None:
         outcome.verified_at = _parse_time(marker.get("verified_at"))
+        outcome.estimated_cost_usd = marker.get("estimated_cost_usd")
+        outcome.write_request_units = marker.get("write_request_units")
+        outcome.read_request_units = marker.get("read_request_units")
     return outcome
 
 
@@ -158,20 +167,16 @@ def exit_code(outcomes: Sequence[FileOutcome], failed_runs: Sequence[str]) -> in
     return 0 if ok else 1
 
 
+def _figure(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
 def format_table(outcomes: Sequence[FileOutcome]) -> str:
     """A plain-text table, one line per file."""
     header = (
-        "feed",
-        "date",
-        "key",
-        "shards",
-        "rows",
-        "imported",
-        "rejected",
-        "verified",
-        "duration",
+        "feed", "date", "key", "shards", "rows", "imported", "rejected", "verified", "duration", "WRU", "RRU", "cost",
         "result",
-    )
+    )  # fmt: skip
     lines = [header]
     for o in outcomes:
         duration = f"{o.duration_seconds:.1f} s" if o.duration_seconds is not None else "-"
@@ -187,6 +192,9 @@ def format_table(outcomes: Sequence[FileOutcome]) -> str:
                 str(o.rows_rejected),
                 "yes" if o.verified else "no",
                 duration,
+                _figure(o.write_request_units, "{:g}"),
+                _figure(o.read_request_units, "{:g}"),
+                _figure(o.estimated_cost_usd, "${:.6f}"),
                 result,
             )
         )

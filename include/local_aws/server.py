@@ -9,6 +9,7 @@ from types import TracebackType
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from include.local_aws.dynamodb_consumed_capacity import install_consumed_capacity_patch
 from include.local_aws.dynamodb_index_query import install_index_query_patch
 from include.local_aws.dynamodb_item_size import install_item_size_patch
 from include.local_aws.job_runtime import ProcessRuntime
@@ -49,6 +50,7 @@ class LocalAws:
         install_patches(PROCESS_RUNTIME)
         install_index_query_patch()
         install_item_size_patch()
+        install_consumed_capacity_patch()
         werkzeug_log = logging.getLogger("werkzeug")
         if werkzeug_log.level == logging.NOTSET:
             werkzeug_log.setLevel(logging.WARNING)  # otherwise werkzeug prints every request

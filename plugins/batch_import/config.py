@@ -34,7 +34,6 @@ COMPUTE_TYPES = ("FARGATE", "FARGATE_SPOT", "EC2", "SPOT")
 KEY_TYPES = ("S", "N")
 FEED_NAME = re.compile(r"[a-z][a-z0-9_]*")
 IMPORT_DAG_PREFIX = "import_"
-DEFAULT_VERIFICATION_INDEX = "importSlot-index"
 # IAM role names are at most 64 characters; a feed's job role is ``<iam.job_role>-<feed name>``.
 MAX_ROLE_NAME = 64
 
@@ -65,7 +64,7 @@ class TableConfig:
     partition_key_type: str
     sort_key: str
     sort_key_type: str
-    verification_index: str
+    import_id_index: str
 
     @property
     def key_schema(self) -> list[tuple[str, str, str]]:
@@ -137,6 +136,21 @@ class ImportConfig:
 
 
 @dataclass(frozen=True)
+class PricesConfig:
+    """List prices the cost report multiplies by (README, "What an import costs")."""
+
+    region: str
+    read_on: str
+    source: str
+    dynamodb_write_per_million_units: float
+    dynamodb_read_per_million_units: float
+    fargate_vcpu_per_hour: float
+    fargate_gib_per_hour: float
+    s3_put_per_thousand: float
+    s3_get_per_thousand: float
+
+
+@dataclass(frozen=True)
 class FeedConfig:
     """One feed: a kind of CSV file, where it lands, the table it goes to, and its own schedule and import.
 
@@ -174,7 +188,7 @@ class FeedConfig:
             "partition_key_type": self.table.partition_key_type,
             "sort_key": self.table.sort_key,
             "sort_key_type": self.table.sort_key_type,
-            "verification_index": self.table.verification_index,
+            "import_id_index": self.table.import_id_index,
             "column_types": self.column_types,
             "manifest_prefix": self.manifest_prefix,
             "rejected_prefix": self.rejected_prefix,
@@ -193,6 +207,7 @@ class PipelineConfig:
     batch: BatchConfig
     schedule: ScheduleConfig
     import_: ImportConfig
+    prices: PricesConfig
     feeds: tuple[FeedConfig, ...]
     source: str = ""
 
@@ -223,6 +238,7 @@ _SECTIONS: dict[str, tuple[str, type]] = {
     "batch": ("batch", BatchConfig),
     "schedule": ("schedule", ScheduleConfig),
     "import": ("import_", ImportConfig),
+    "prices": ("prices", PricesConfig),
 }
 
 
@@ -428,7 +444,7 @@ FEED_KEYS: dict[str, tuple[type, Any]] = {
     "partition_key_type": (str, "S"),
     "sort_key": (str, ""),
     "sort_key_type": (str, ""),
-    "verification_index": (str, DEFAULT_VERIFICATION_INDEX),
+    "import_id_index": (str, ""),
 }
 
 
@@ -490,7 +506,7 @@ def _build_feed(
         partition_key_type=own["partition_key_type"],
         sort_key=own["sort_key"],
         sort_key_type=sort_key_type,
-        verification_index=own["verification_index"],
+        import_id_index=own["import_id_index"],
     )
     return FeedConfig(
         name=name,

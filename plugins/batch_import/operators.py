@@ -1,26 +1,28 @@
 """Thin operators of the import DAG, in the style of the Amazon provider.
 
 Each one only assigns in its constructor, takes ``aws_conn_id``/``region_name`` (flowing to boto3 through
-the provider's hooks) and hands the work to plain functions in :mod:`batch_import.files` and
-:mod:`batch_import.verification`.
+the hooks) and hands the work to its hook and to plain functions: the hooks and the job- and
+verification-loop logic live in :mod:`batch_import.hooks`, the planning in :mod:`batch_import.files`, the
+counting in :mod:`batch_import.verification`.
 
 * :class:`LandingFileSensor` (``S3KeySensor``): waits for a ``.csv``/``.csv.gz`` in the run's partition, or
   checks the one ``s3_key`` of a UI run without waiting; a timeout skips the run, naming the date.
 * :class:`ListLandedFilesOperator`: the partition's files (or the one ``s3_key``) as import plans.
-* :class:`BatchSubmitOperator` (``BatchOperator``): reattaches to the job already submitted for this run and
-  file on a retry; classifies failures by the job's exit code.
-* :class:`VerifyImportOperator`: counts the import's items and compares them with the manifests.
+* :class:`BatchSubmitOperator` (``BatchOperator`` over :class:`~batch_import.hooks.ImportJobHook`):
+  reattaches to the job already submitted for this run and file on a retry; classifies failures by the
+  job's exit code.
+* :class:`VerifyImportOperator` (over :class:`~batch_import.hooks.DynamoDBClientHook`): counts the import's
+  items and compares them with the manifests.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
+from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
@@ -33,13 +35,36 @@ from airflow.sdk.exceptions import (
 )
 
 from batch_import import files
-from csv_importer.exit_codes import NON_RETRYABLE, ExitCode
+from batch_import.cost import S3CallCounter, import_cost
+from batch_import.hooks import (
+    NON_RETRYABLE_EXIT_CODES,
+    DynamoDBClientHook,
+    ImportJobHook,
+    describe_manifests,
+    landed_files,
+    requested_file,
+    split_verified,
+    verify_until_settled,
+)
+from batch_import.links import ImportManifestsLink, RejectedRowsLink
+from csv_importer.exit_codes import ExitCode
+from csv_importer.manifest import import_prefix
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-# Failures a retry cannot fix: USAGE, BAD_INPUT, REJECT_RATIO_EXCEEDED (the job's documented exit codes).
-NON_RETRYABLE_EXIT_CODES = frozenset(int(code) for code in NON_RETRYABLE)
+    from batch_import.verification import VerificationResult
+    from csv_importer.manifest import ManifestTotals
+
+__all__ = [
+    "NON_RETRYABLE_EXIT_CODES",
+    "BatchSubmitOperator",
+    "DynamoDBClientHook",
+    "ImportJobHook",
+    "LandingFileSensor",
+    "ListLandedFilesOperator",
+    "VerifyImportOperator",
+]
 
 
 def _params(context: Context) -> dict[str, Any]:
@@ -64,14 +89,19 @@ class LandingFileSensor(S3KeySensor):
     logical date) and because a timeout must end the run as skipped, naming the date. A run with an
     explicit ``s3_key`` param does not wait: the key is confined to the landing prefix and checked once.
 
+    ``bucket_key`` is not an argument: :meth:`execute` sets it from the rendered ``landing_prefix`` and the
+    run's partition (``<landing_prefix><YYYY-MM-DD>/*``).
+
+    :param bucket_name: the landing bucket (templated)
     :param landing_prefix: the landing prefix, e.g. ``incoming/`` (templated)
     """
 
-    template_fields: Sequence[str] = (*S3KeySensor.template_fields, "landing_prefix")
+    template_fields: Sequence[str] = aws_template_fields("bucket_name", "landing_prefix")
 
     def __init__(self, *, bucket_name: str, landing_prefix: str, **kwargs: Any) -> None:
         super().__init__(
-            bucket_key=f"{landing_prefix}*",
+            # Set by execute from the rendered landing_prefix and the run's partition; "" matches nothing.
+            bucket_key="",
             bucket_name=bucket_name,
             wildcard_match=True,
             check_fn=has_landed_csv,
@@ -97,13 +127,14 @@ class LandingFileSensor(S3KeySensor):
 
     def _check_requested_key(self, s3_key: str) -> None:
         try:
-            key = files.confine_to_landing_prefix(
-                s3_key, landing_prefix=self.landing_prefix, bucket_name=str(self.bucket_name)
+            landed = requested_file(
+                self.hook.conn, s3_key, bucket_name=str(self.bucket_name), landing_prefix=self.landing_prefix
             )
-            files.describe_landed_file(self.hook.conn, bucket_name=str(self.bucket_name), key=key)
         except files.LandingKeyError as err:
             raise AirflowFailException(str(err)) from err
-        self.log.info("Importing the requested object s3://%s/%s; not waiting", self.bucket_name, key)
+        self.log.info(
+            "Importing the requested object s3://%s/%s; not waiting", self.bucket_name, landed["key"]
+        )
 
 
 class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
@@ -149,16 +180,14 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
     def execute(self, context: Context) -> list[files.ImportPlan]:
         params = _params(context)
         s3_client = self.hook.conn
-        s3_key = requested_s3_key(context)
         try:
-            if s3_key is not None:
-                key = files.confine_to_landing_prefix(
-                    s3_key, landing_prefix=self.landing_prefix, bucket_name=self.bucket_name
-                )
-                landed = [files.describe_landed_file(s3_client, bucket_name=self.bucket_name, key=key)]
-            else:
-                prefix = files.partition_prefix(self.landing_prefix, files.partition_date(context))
-                landed = files.list_partition(s3_client, bucket_name=self.bucket_name, prefix=prefix)
+            landed = landed_files(
+                s3_client,
+                bucket_name=self.bucket_name,
+                landing_prefix=self.landing_prefix,
+                s3_key=requested_s3_key(context),
+                date=lambda: files.partition_date(context),
+            )
         except files.LandingKeyError as err:
             raise AirflowFailException(str(err)) from err
         ratio = params.get("max_reject_ratio")
@@ -174,23 +203,16 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
         )
         plans = files.plan_imports(landed, settings, dag_id=context["dag"].dag_id, run_id=context["run_id"])
         if not params.get("reprocess"):
-            kept = []
-            for plan in plans:
-                if files.is_verified(
-                    s3_client,
-                    bucket_name=self.bucket_name,
-                    manifest_prefix=self.manifest_prefix,
-                    import_id=plan["import_id"],
-                ):
-                    self.log.info(
-                        "Skipping s3://%s/%s: import %s is already verified (set reprocess to import it again)",
-                        self.bucket_name,
-                        plan["s3_key"],
-                        plan["import_id"],
-                    )
-                else:
-                    kept.append(plan)
-            plans = kept
+            plans, verified = split_verified(
+                s3_client, plans, bucket_name=self.bucket_name, manifest_prefix=self.manifest_prefix
+            )
+            for plan in verified:
+                self.log.info(
+                    "Skipping s3://%s/%s: import %s is already verified (set reprocess to import it again)",
+                    self.bucket_name,
+                    plan["s3_key"],
+                    plan["import_id"],
+                )
         for plan in plans:
             self.log.info(
                 "Will import s3://%s/%s (%d bytes) as import %s in %d shard(s), Batch job name %s",
@@ -206,30 +228,6 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
                 f"Nothing to import: {len(landed)} file(s) found, all already verified"
             )
         return plans
-
-
-class ImportJobHook(BatchClientHook):
-    """``BatchClientHook`` that polls at most every ``poll_interval_seconds``.
-
-    The provider waits 1-10 s at random before each polling phase and backs off exponentially up to
-    10 minutes between polls: too slow to follow short imports and to fail a bad file within a minute.
-    Here the initial wait is at most 1 s and the back-off is capped at the poll interval.
-    """
-
-    INITIAL_DELAY_SECONDS = 1.0
-
-    def __init__(self, *args: Any, poll_interval_seconds: float = 15.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.poll_interval_seconds = poll_interval_seconds
-
-    def delay(self, delay: float | None = None) -> None:  # type: ignore[override]
-        """Sleep ``delay`` seconds (capped at the poll interval); with no delay, the short initial wait."""
-        wanted = min(self.INITIAL_DELAY_SECONDS, self.poll_interval_seconds) if delay is None else delay
-        time.sleep(max(0.0, min(wanted, self.poll_interval_seconds)))
-
-    def exponential_delay(self, tries: int) -> float:  # type: ignore[override]
-        """The provider's back-off with jitter, capped at the poll interval."""
-        return min(BatchClientHook.exponential_delay(tries), self.poll_interval_seconds)
 
 
 class BatchSubmitOperator(BatchOperator):
@@ -284,32 +282,37 @@ class BatchSubmitOperator(BatchOperator):
     def _hook_parameters(self) -> dict[str, Any]:
         return {**super()._hook_parameters, "poll_interval_seconds": self.poll_interval}
 
-    def find_submitted_job(self) -> dict[str, Any] | None:
-        """The newest job of this name on the queue that is in flight or succeeded, if any."""
-        paginator = self.hook.client.get_paginator("list_jobs")
-        reusable = (*self.hook.INTERMEDIATE_STATES, self.hook.SUCCESS_STATE)
-        candidates = [
-            job
-            for page in paginator.paginate(
-                jobQueue=self.job_queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}]
-            )
-            for job in page.get("jobSummaryList", [])
-            if job.get("jobName") == self.job_name and job.get("status") in reusable
-        ]
-        return max(candidates, key=lambda job: job.get("createdAt", 0), default=None)
+    operator_extra_links = (*BatchOperator.operator_extra_links, ImportManifestsLink(), RejectedRowsLink())
 
     def submit_job(self, context: Context) -> None:
+        persist_import_links(
+            context,
+            self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            bucket_name=self.bucket_name,
+            manifest_prefix=self.manifest_prefix,
+            rejected_prefix=self.rejected_prefix,
+            import_id=str(self.import_id),
+        )
         self.tags = {
             **self.tags,
             "dag_id": context["dag"].dag_id,
             "run_id": context["run_id"],
             "import_id": str(self.import_id),
         }
-        existing = self.find_submitted_job()
+        existing = self.hook.find_submitted_job(self.job_queue, self.job_name)
         if existing is None:
             super().submit_job(context)
             return
         self.job_id = existing["jobId"]
+        BatchJobDetailsLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            job_id=self.job_id,
+        )
         self.log.info(
             "Reattaching to AWS Batch job %s (%s, status %s) already submitted for s3://%s/%s in this run; "
             "not submitting a second import",
@@ -331,7 +334,7 @@ class BatchSubmitOperator(BatchOperator):
             job = self.hook.get_job_description(self.job_id)
             if job.get("status") != self.hook.FAILURE_STATE:
                 raise
-            exit_codes = self.failed_exit_codes(job)
+            exit_codes = self.hook.failed_exit_codes(job)
             final = sorted(exit_codes & NON_RETRYABLE_EXIT_CODES)
             if not final:
                 raise AirflowException(
@@ -341,72 +344,32 @@ class BatchSubmitOperator(BatchOperator):
                 ) from err
             raise AirflowFailException(self.final_failure_message(job, final)) from err
 
-    def failed_exit_codes(self, job: dict[str, Any]) -> set[int]:
-        """Exit codes of the failed job, or of the failed children of an array job."""
-        codes = {self._exit_code(job)} - {None}
-        if job.get("arrayProperties", {}).get("size"):
-            client = self.hook.client
-            child_ids = [
-                child["jobId"]
-                for page in client.get_paginator("list_jobs").paginate(
-                    arrayJobId=self.job_id, jobStatus="FAILED"
-                )
-                for child in page.get("jobSummaryList", [])
-            ]
-            for start in range(0, len(child_ids), 100):
-                for child in client.describe_jobs(jobs=child_ids[start : start + 100])["jobs"]:
-                    codes.add(self._exit_code(child))
-        return {code for code in codes if code is not None}
-
-    @staticmethod
-    def _exit_code(job: dict[str, Any]) -> int | None:
-        code = job.get("container", {}).get("exitCode")
-        if code is None:
-            attempts = job.get("attempts") or []
-            code = attempts[-1].get("container", {}).get("exitCode") if attempts else None
-        return int(code) if code is not None else None
-
     def final_failure_message(self, job: dict[str, Any], exit_codes: list[int]) -> str:
         """What failed and the manifests' counts, for a failure no retry can fix."""
-        from csv_importer.manifest import ManifestError, read_totals
-
-        where = f"s3://{self.bucket_name}/{self.s3_key}"
         s3_client = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).conn
-        try:
-            totals = read_totals(
-                s3_client,
-                bucket=self.bucket_name,
-                manifest_prefix=self.manifest_prefix,
-                import_id=self.import_id,
-                shard_count=int(self.shard_count),
-            )
-            counts = totals.describe() if totals.shards_found else "no manifest was written"
-        except ManifestError as err:
-            counts = str(err)
+        counts = describe_manifests(
+            s3_client,
+            bucket_name=self.bucket_name,
+            manifest_prefix=self.manifest_prefix,
+            import_id=self.import_id,
+            shard_count=int(self.shard_count),
+        )
         return (
-            f"Import {self.import_id} of {where} failed and is not retried: AWS Batch job {self.job_id} exited "
-            f"with {', '.join(f'{code} ({ExitCode(code).name})' for code in exit_codes)}; {counts}; "
+            f"Import {self.import_id} of s3://{self.bucket_name}/{self.s3_key} failed and is not retried: "
+            f"AWS Batch job {self.job_id} exited with "
+            f"{', '.join(f'{code} ({ExitCode(code).name})' for code in exit_codes)}; {counts}; "
             f"rejected rows under s3://{self.bucket_name}/{self.rejected_prefix}{self.import_id}/"
         )
 
 
-class DynamoDBClientHook(AwsBaseHook):
-    """A plain ``dynamodb`` client hook.
-
-    The provider's ``DynamoDBHook`` wraps the resource API, whose client re-serializes DynamoDB-JSON values
-    (``{"S": ...}``) as maps, which breaks ``Query``/``BatchGetItem`` written against the low-level API.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["client_type"] = "dynamodb"
-        super().__init__(*args, **kwargs)
-
-
 class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
-    """Count the items of one import in DynamoDB and compare them with the job's manifests.
+    """Read the import's keys back from DynamoDB, compare them with the job's manifests, report its cost.
 
-    Re-counts up to ``settle_attempts`` times (the index is eventually consistent), then fails without
-    retry, naming the numbers. On success writes ``manifests/<import_id>/verified.json``.
+    Fails without retry, naming the numbers (``settle_attempts`` > 1 verifies again after a pause; one attempt
+    is final, since misses are re-read strongly consistent). On success writes
+    ``<manifest_prefix><import_id>/verified.json`` with the cost report (:mod:`batch_import.cost`) and returns
+    the counts and the cost as its XCom; its extra links open the Batch job, its log, the manifests and the
+    rejected rows.
 
     :param import_id: the import to verify (templated)
     :param s3_key: its object (templated)
@@ -416,11 +379,20 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
     :param manifest_prefix: e.g. ``manifests/`` (templated)
     :param rejected_prefix: e.g. ``rejected/`` (templated)
     :param table_name: the DynamoDB table (templated)
-    :param index_name: the GSI on ``importSlot`` (templated)
     :param key_schema: ``[(attribute, S|N), ...]`` of the table key
-    :param settle_attempts: how many times to count before concluding
-    :param settle_seconds: pause between counts
+    :param vcpus: the job definition's vCPUs (config ``batch.vcpus``), for the cost report
+    :param memory_mib: the job definition's memory (config ``batch.memory_mib``), for the cost report
+    :param prices: the config's ``[prices]`` as a mapping
+    :param settle_attempts: how many times to verify before concluding
+    :param settle_seconds: pause between attempts
     """
+
+    operator_extra_links = (
+        BatchJobDetailsLink(),
+        CloudWatchEventsLink(),
+        ImportManifestsLink(),
+        RejectedRowsLink(),
+    )
 
     aws_hook_class = DynamoDBClientHook
     template_fields: Sequence[str] = aws_template_fields(
@@ -432,7 +404,6 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         "manifest_prefix",
         "rejected_prefix",
         "table_name",
-        "index_name",
     )
 
     def __init__(
@@ -445,14 +416,19 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         manifest_prefix: str,
         rejected_prefix: str,
         table_name: str,
-        index_name: str,
         key_schema: Sequence[tuple[str, str]],
+        vcpus: float,
+        memory_mib: int,
+        prices: Mapping[str, Any],
         expected_etag: str | None = None,
-        settle_attempts: int = 3,
+        settle_attempts: int = 1,
         settle_seconds: float = 2.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.vcpus = vcpus
+        self.memory_mib = memory_mib
+        self.prices = prices
         self.expected_etag = expected_etag
         self.import_id = import_id
         self.s3_key = s3_key
@@ -461,7 +437,6 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
         self.manifest_prefix = manifest_prefix
         self.rejected_prefix = rejected_prefix
         self.table_name = table_name
-        self.index_name = index_name
         self.key_schema = key_schema
         self.settle_attempts = settle_attempts
         self.settle_seconds = settle_seconds
@@ -471,41 +446,62 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
 
         s3_client = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).conn
         dynamodb_client = self.hook.conn
-        for attempt in range(1, max(1, self.settle_attempts) + 1):
+
+        def verify_once() -> tuple[VerificationResult, ManifestTotals]:
+            return verify_import(
+                s3_client=s3_client,
+                dynamodb_client=dynamodb_client,
+                bucket_name=self.bucket_name,
+                manifest_prefix=self.manifest_prefix,
+                rejected_prefix=self.rejected_prefix,
+                s3_key=self.s3_key,
+                import_id=self.import_id,
+                shard_count=int(self.shard_count),
+                table_name=self.table_name,
+                key_schema=[(name, key_type) for name, key_type in self.key_schema],
+                expected_etag=self.expected_etag or None,
+            )
+
+        with S3CallCounter(s3_client) as s3_calls:
             try:
-                result, totals = verify_import(
-                    s3_client=s3_client,
-                    dynamodb_client=dynamodb_client,
-                    bucket_name=self.bucket_name,
-                    manifest_prefix=self.manifest_prefix,
-                    rejected_prefix=self.rejected_prefix,
-                    s3_key=self.s3_key,
-                    import_id=self.import_id,
-                    shard_count=int(self.shard_count),
-                    table_name=self.table_name,
-                    index_name=self.index_name,
-                    key_schema=[tuple(pair) for pair in self.key_schema],  # type: ignore[misc]
-                    expected_etag=self.expected_etag or None,
+                result, totals = verify_until_settled(
+                    verify_once, attempts=self.settle_attempts, pause_seconds=self.settle_seconds
                 )
             except VerificationError as err:
                 raise AirflowFailException(str(err)) from err
-            self.log.info(
-                "Verification attempt %d: %s; manifests: %s", attempt, result.describe(), totals.describe()
-            )
-            if result.verified:
-                break
-            if attempt < self.settle_attempts:
-                time.sleep(self.settle_seconds)
-        else:
+        self.persist_links(context, totals.batch_job_ids)
+        if not result.verified:
             raise AirflowFailException(f"Verification failed: {result.describe()}")
+        cost = import_cost(
+            write_request_units=float(totals.write_request_units),
+            index_write_request_units=totals.index_write_request_units,
+            read_request_units=result.read_request_units,
+            run_seconds=totals.run_seconds,
+            shard_count=int(self.shard_count),
+            vcpus=float(self.vcpus),
+            memory_mib=int(self.memory_mib),
+            # ... and the marker's PutObject below.
+            verification_s3_calls={**s3_calls.calls, "PutObject": s3_calls.calls.get("PutObject", 0) + 1},
+            prices=self.prices,
+        )
+        report = cost.as_report()
         write_verified_marker(
             s3_client,
             bucket_name=self.bucket_name,
             marker_key=files.verified_marker_key(self.manifest_prefix, self.import_id),
             result=result,
             run_id=context["run_id"],
+            report=report,
         )
         self.log.info("Verified %s", result.describe())
+        self.log.info(
+            "Import %s: rows_read=%d rows_imported=%d rows_rejected=%d; cost: %s",
+            result.import_id,
+            totals.rows_read,
+            totals.rows_imported,
+            totals.rows_rejected,
+            cost.describe(),
+        )
         return {
             "import_id": result.import_id,
             "s3_key": result.s3_key,
@@ -514,4 +510,56 @@ class VerifyImportOperator(AwsBaseOperator[DynamoDBClientHook]):
             "rows_rejected": totals.rows_rejected,
             "items_counted": result.counted,
             "keys_superseded": result.superseded,
+            **report,
         }
+
+    def persist_links(self, context: Context, batch_job_ids: Sequence[str]) -> None:
+        """The manifests, the rejected rows and, when a manifest names it, the Batch job and its log."""
+        partition = self.hook.conn_partition
+        region = self.hook.conn_region_name
+        persist_import_links(
+            context,
+            self,
+            region_name=region,
+            aws_partition=partition,
+            bucket_name=self.bucket_name,
+            manifest_prefix=self.manifest_prefix,
+            rejected_prefix=self.rejected_prefix,
+            import_id=str(self.import_id),
+        )
+        if not batch_job_ids:
+            return
+        job_id = batch_job_ids[0].split(":")[0]  # an array child "<parent>:<index>" -> the array job
+        BatchJobDetailsLink.persist(
+            context=context, operator=self, region_name=region, aws_partition=partition, job_id=job_id
+        )
+        logs = ImportJobHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).job_log_streams(
+            job_id
+        )
+        if logs:
+            CloudWatchEventsLink.persist(
+                context=context, operator=self, region_name=region, aws_partition=partition, **logs[0]
+            )
+
+
+def persist_import_links(
+    context: Context,
+    operator: Any,
+    *,
+    region_name: str | None,
+    aws_partition: str,
+    bucket_name: str,
+    manifest_prefix: str,
+    rejected_prefix: str,
+    import_id: str,
+) -> None:
+    """Store the S3 console links of one import's manifests and rejected rows for the task's extra links."""
+    for link, prefix in ((ImportManifestsLink, manifest_prefix), (RejectedRowsLink, rejected_prefix)):
+        link.persist(
+            context=context,
+            operator=operator,
+            region_name=region_name or "",
+            aws_partition=aws_partition,
+            bucket=bucket_name,
+            prefix=import_prefix(prefix, import_id),
+        )

@@ -85,29 +85,29 @@ class EnsureBucketOperator(EnsureResourceOperator):
 
 
 class EnsureTableOperator(EnsureResourceOperator):
-    """The items table: on demand, ``key_schema`` ``[(name, HASH|RANGE, S|N), ...]``, PITR, verification GSI."""
+    """The items table: on demand, ``key_schema`` ``[(name, HASH|RANGE, S|N), ...]``, PITR, the opt-in GSI on importId."""
 
-    template_fields: Sequence[str] = aws_template_fields("table_name", "verification_index")
+    template_fields: Sequence[str] = aws_template_fields("table_name", "import_id_index")
 
     def __init__(
         self,
         *,
         table_name: str,
         key_schema: Sequence[Sequence[str]],
-        verification_index: str,
+        import_id_index: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.table_name = table_name
         self.key_schema = key_schema
-        self.verification_index = verification_index
+        self.import_id_index = import_id_index
 
     def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
         return dynamodb_resources.ensure_table(
             hook.client_for("dynamodb"),
             table_name=self.table_name,
             key_schema=[(name, role, attr_type) for name, role, attr_type in self.key_schema],
-            verification_index=self.verification_index,
+            import_id_index=self.import_id_index,
         )
 
 

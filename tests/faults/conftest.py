@@ -28,7 +28,6 @@ from csv_importer.settings import ImportSettings
 
 BUCKET = "faults-landing"
 TABLE = "faults-items"
-INDEX = "importSlot-index"
 REGION = "us-east-1"
 KEY_SCHEMA = [("id", "S")]
 
@@ -90,7 +89,6 @@ class FaultWorld:
             import_id=import_id,
             shard_count=shard_count,
             table_name=self.table,
-            index_name=INDEX,
             key_schema=KEY_SCHEMA,
         )
 
@@ -101,7 +99,6 @@ def _provisioned_world(s3: Any, dynamodb: Any, bucket: str, table: str) -> Fault
         dynamodb,
         table_name=table,
         key_schema=[("id", "HASH", "S")],
-        verification_index=INDEX,
         poll_seconds=0.05,
     )
     return FaultWorld(s3=s3, dynamodb=dynamodb, bucket=bucket, table=table)

@@ -127,6 +127,12 @@ def _assert_exact(world: FaultWorld, key: str, import_id: str, rows: list[list[s
     )  # fmt: skip
     assert manifest.duplicate_keys == len(rows) - len(expected)
     assert manifest.distinct_keys == len(expected)
+    # Every row is one write of an item under 1 KB (a key's duplicate comes hundreds of rows later, in another
+    # request), so one unit a row: items left unprocessed count once, when a later request writes them.
+    assert (manifest.write_request_units_source, manifest.write_request_units) == (
+        "consumed_capacity",
+        len(rows),
+    )
     result = world.verify(key, import_id)
     assert (result.expected, result.counted, result.unaccounted_keys) == (len(expected), len(expected), [])
 
@@ -207,5 +213,11 @@ def test_an_item_dynamodb_refuses_is_not_counted_as_a_distinct_key(world: FaultW
         2,
     )
     assert manifest.distinct_keys == len(items)
+    # Each item that landed was written once (each under 1 KB: one unit); the refused ones cost nothing. Both
+    # requests were refused whole and written item by item, and moto's 1.0 a PutItem is then the true figure.
+    assert (manifest.write_request_units_source, manifest.write_request_units) == (
+        "consumed_capacity",
+        len(items),
+    )
     result = world.verify("incoming/near-limit.csv", import_id)
     assert (result.expected, result.counted) == (len(items), len(items))

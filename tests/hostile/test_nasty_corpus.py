@@ -21,7 +21,7 @@ from csv_importer.import_id import derive_import_id
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "nasty"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))
 BUCKET = "nasty-corpus"
-STAMPS = {"importId", "sourceKey", "importedAt", "importSlot"}
+STAMPS = {"importId", "sourceKey", "importedAt"}
 
 pytestmark = pytest.mark.slow
 

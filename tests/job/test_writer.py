@@ -43,7 +43,7 @@ class RecordingClient:
         self.in_flight_keys: set[str] = set()
         self.overlaps = 0
 
-    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]], **_: Any) -> dict[str, Any]:  # noqa: N803
         requests = RequestItems[TABLE]
         keys = [r["PutRequest"]["Item"]["id"]["S"] for r in requests]
         assert len(requests) <= MAX_BATCH_ITEMS
@@ -172,7 +172,7 @@ def test_the_writer_sleeps_a_growing_backoff_before_each_resend_of_unprocessed_i
         def __init__(self) -> None:
             self.refusals_left = 3
 
-        def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803
+        def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]], **_: Any) -> dict[str, Any]:  # noqa: N803
             requests = RequestItems[TABLE]
             events.append(("send", [r["PutRequest"]["Item"]["id"]["S"] for r in requests]))
             if self.refusals_left:
@@ -268,12 +268,12 @@ def test_items_dynamodb_refuses_are_reported_not_lost():
         def __init__(self) -> None:
             self.stored: dict[str, Any] = {}
 
-        def batch_write_item(self, RequestItems: Any) -> Any:  # noqa: N803
+        def batch_write_item(self, RequestItems: Any, **_: Any) -> Any:  # noqa: N803
             raise ClientError(
                 {"Error": {"Code": "ValidationException", "Message": "too big"}}, "BatchWriteItem"
             )
 
-        def put_item(self, TableName: str, Item: Any) -> Any:  # noqa: N803
+        def put_item(self, TableName: str, Item: Any, **_: Any) -> Any:  # noqa: N803
             if Item["v"]["S"] == "bad":
                 raise ClientError({"Error": {"Code": "ValidationException", "Message": "too big"}}, "PutItem")
             self.stored[Item["id"]["S"]] = Item

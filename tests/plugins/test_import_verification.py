@@ -22,7 +22,6 @@ from tests.e2e.conftest import csv_text
 
 BUCKET = "verification-bucket"
 TABLE = "verification-items"
-INDEX = "importSlot-index"
 KEY_SCHEMA = [("id", "S")]
 HEADER = ["id", "amount"]
 
@@ -36,7 +35,6 @@ def clients(local_aws: Any) -> dict[str, Any]:
         dynamodb,
         table_name=TABLE,
         key_schema=[("id", "HASH", "S")],
-        verification_index=INDEX,
         poll_seconds=0.2,
     )
     return {"s3": s3, "dynamodb": dynamodb}
@@ -50,20 +48,24 @@ def import_file(
     max_reject_ratio: float = 1.0,
     body: bytes | None = None,
     table: str = TABLE,
+    shard_count: int = 1,
 ) -> str:
-    """Land ``rows`` (or ``body``) under ``key`` and import them with the real job; returns the import id."""
+    """Land ``rows`` (or ``body``) under ``key`` and import them with the real job (one process per shard);
+    returns the import id."""
     clients["s3"].put_object(
         Bucket=BUCKET, Key=key, Body=csv_text(HEADER, rows).encode() if body is None else body
     )
     etag = clients["s3"].head_object(Bucket=BUCKET, Key=key)["ETag"]
     import_id = derive_import_id(BUCKET, key, etag)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(
-        ["csv-importer", "--bucket", BUCKET, "--key", key, "--table", table, "--import-id", import_id,
-         "--max-reject-ratio", str(max_reject_ratio), "--expected-etag", etag],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    for shard_index in range(shard_count):
+        done = subprocess.run(
+            ["csv-importer", "--bucket", BUCKET, "--key", key, "--table", table, "--import-id", import_id,
+             "--max-reject-ratio", str(max_reject_ratio), "--expected-etag", etag,
+             "--shard-count", str(shard_count), "--shard-index", str(shard_index)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
     return import_id
 
 
@@ -75,6 +77,7 @@ def verify(
     table: str = TABLE,
     key_schema: list[tuple[str, str]] = KEY_SCHEMA,
     expected_etag: str | None = None,
+    shard_count: int = 1,
 ) -> Any:
     result, _ = verify_import(
         s3_client=clients["s3"],
@@ -84,9 +87,8 @@ def verify(
         rejected_prefix="rejected/",
         s3_key=key,
         import_id=import_id,
-        shard_count=1,
+        shard_count=shard_count,
         table_name=table,
-        index_name=INDEX,
         key_schema=key_schema,
         expected_etag=expected_etag,
     )
@@ -134,7 +136,7 @@ def test_a_lost_item_fails_verification_naming_the_numbers(clients: dict[str, An
     assert result.unaccounted_keys == ["k0003"]
     message = result.describe()
     assert "manifests say 20 distinct keys imported" in message
-    assert "counts 14 items" in message
+    assert "20 distinct keys of the file's 20 valid rows read back: 14 items carry the import id" in message
     assert "5 keys of the file now carry another file's import id" in message
     assert "1 keys of the file are not in the table (e.g. k0003)" in message
 
@@ -151,7 +153,6 @@ def test_a_34_digit_number_key_with_duplicates_verifies_also_when_superseded(cli
         clients["dynamodb"],
         table_name="verification-numbers",
         key_schema=[("n", "HASH", "N")],
-        verification_index=INDEX,
         poll_seconds=0.2,
     )
     big = "1234567890123456789012345678901234"  # 34 digits: Python's default context keeps 28
@@ -202,3 +203,79 @@ def test_manifests_naming_another_etag_than_planned_are_refused(clients: dict[st
         VerificationError, match=r"the manifests name ETag\(s\) .* planned for ETag \"other\""
     ):
         verify(clients, key, import_id, expected_etag='"other"')
+
+
+def test_a_sharded_file_is_verified_per_shard_and_reads_cost_at_most_half_a_unit_per_row(
+    clients: dict[str, Any],
+) -> None:
+    key = "incoming/2026-04-08/sharded.csv"
+    file_rows = rows(0, 120) + rows(0, 30) + [["", "rejected"]]  # 30 duplicate keys, one rejected row
+    import_id = import_file(clients, key, file_rows, shard_count=3)
+
+    result = verify(clients, key, import_id, shard_count=3)
+
+    assert result.verified, result.describe()
+    assert (result.expected, result.keys_checked, result.counted, result.rows_checked) == (120, 120, 120, 150)
+    # DynamoDB's own figure (the endpoint computes it as AWS does): eventually consistent, items under 4 KB.
+    assert result.read_units_source == "consumed_capacity"
+    assert result.read_request_units <= 0.5 * len(file_rows)
+    assert result.read_request_units == 0.5 * 120
+    assert result.strongly_consistent_reads == 0
+
+
+def test_a_verification_reads_nothing_twice_and_re_reads_only_misses_strongly(
+    clients: dict[str, Any],
+) -> None:
+    key = "incoming/2026-04-09/a.csv"
+    import_id = import_file(clients, key, rows(0, 10))
+    clients["dynamodb"].delete_item(TableName=TABLE, Key={"id": {"S": "k0004"}})
+
+    result = verify(clients, key, import_id)
+
+    assert not result.verified
+    assert (result.missing_keys, result.unaccounted_keys, result.strongly_consistent_reads) == (
+        1,
+        ["k0004"],
+        1,
+    )
+    assert result.read_request_units == 10 * 0.5 + 1 * 1.0
+    assert "1 keys of the file are not in the table (e.g. k0004)" in result.describe()
+
+
+def test_a_table_still_carrying_the_old_import_slot_index_is_verified_correctly(
+    clients: dict[str, Any],
+) -> None:
+    # A table provisioned before verification read keys back: its importSlot GSI stays (provisioning never
+    # deletes) and no longer gets entries; verification does not depend on it.
+    create_table_with_the_old_import_slot_index(clients["dynamodb"], "verification-legacy")
+    key = "incoming/2026-04-10/legacy.csv"
+    import_id = import_file(clients, key, rows(0, 30) + rows(0, 3), table="verification-legacy")
+
+    result = verify(clients, key, import_id, table="verification-legacy")
+
+    assert result.verified, result.describe()
+    assert (result.expected, result.counted) == (30, 30)
+    items = clients["dynamodb"].scan(TableName="verification-legacy")["Items"]
+    assert not [item for item in items if "importSlot" in item]
+
+
+def create_table_with_the_old_import_slot_index(
+    dynamodb: Any, table_name: str, partition_key: str = "id"
+) -> None:
+    """A table as provisioning made it before verification read keys back: with the ``importSlot`` KEYS_ONLY GSI."""
+    dynamodb.create_table(
+        TableName=table_name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": partition_key, "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": partition_key, "AttributeType": "S"},
+            {"AttributeName": "importSlot", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "importSlot-index",
+                "KeySchema": [{"AttributeName": "importSlot", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )

@@ -28,6 +28,7 @@ from batch_import.provisioning.feeds import find_unconfigured_feeds
 from batch_import.provisioning.hook import ProvisioningHook
 from batch_import.provisioning_operators import EnsureResourceOperator
 from tests.fixtures.feeds import THREE_FEEDS, first_feed, write_feeds_config
+from tests.plugins.test_import_verification import create_table_with_the_old_import_slot_index
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "provision_batch_environment.py"
 REGION = "us-east-1"
@@ -224,11 +225,13 @@ def test_first_run_creates_everything_as_configured(aws: None, monkeypatch: pyte
     assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == [
         (feed.table.partition_key, "HASH")
     ]
-    (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == feed.table.verification_index
-    assert index["KeySchema"] == [{"AttributeName": "importSlot", "KeyType": "HASH"}]
-    assert index["Projection"]["ProjectionType"] == "KEYS_ONLY"
     for each in config.feeds:
+        each_table = dynamodb.describe_table(TableName=each.table.name)["Table"]
+        # verification needs no index: nothing is written for it
+        assert each_table.get("GlobalSecondaryIndexes", []) == []
+        assert sorted(a["AttributeName"] for a in each_table["AttributeDefinitions"]) == sorted(
+            name for name, _, _ in each.table.key_schema
+        )
         backups = dynamodb.describe_continuous_backups(TableName=each.table.name)[
             "ContinuousBackupsDescription"
         ]
@@ -440,8 +443,9 @@ def test_drifted_settings_are_put_back_and_equal_policies_are_left_alone(
     )
 
 
-def test_missing_verification_index_is_added_in_place(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    module = load_dag(monkeypatch)
+def test_the_opt_in_import_id_index_is_added_in_place(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = first_feed(load_config(environ={})).name
+    module = load_dag(monkeypatch, **{f"FEEDS__{name.upper()}__IMPORT_ID_INDEX": "importId-index"})
     feed = first_feed(module.config)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     dynamodb.create_table(
@@ -457,11 +461,38 @@ def test_missing_verification_index_is_added_in_place(aws: None, monkeypatch: py
     assert results[f"{feed.name}.table"].action == "updated"
     (update,) = hook.params_of("UpdateTable")
     assert update["TableName"] == feed.table.name
-    assert update["GlobalSecondaryIndexUpdates"][0]["Create"]["IndexName"] == feed.table.verification_index
+    created = update["GlobalSecondaryIndexUpdates"][0]["Create"]
+    assert created["IndexName"] == "importId-index"
+    assert created["KeySchema"] == [{"AttributeName": "importId", "KeyType": "HASH"}]
+    assert created["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert ("dynamodb", "DeleteTable") not in hook.mutating_calls()
     table = dynamodb.describe_table(TableName=feed.table.name)["Table"]
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [feed.table.verification_index]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["importId-index"]
     assert dynamodb.get_item(TableName=feed.table.name, Key={feed.table.partition_key: {"S": "kept"}})["Item"]
+
+
+def test_a_table_with_the_old_import_slot_index_keeps_it_and_is_told_it_is_no_longer_needed(
+    aws: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    module = load_dag(monkeypatch)
+    feed = first_feed(module.config)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    create_table_with_the_old_import_slot_index(dynamodb, feed.table.name, feed.table.partition_key)
+    caplog.set_level("INFO", logger="batch_import.provisioning.dynamodb")
+
+    results, hook = provision(module)
+
+    # Only point-in-time recovery is switched on; the index is neither deleted nor replaced.
+    assert [
+        (service, operation)
+        for service, operation, params in hook.calls
+        if service == "dynamodb"
+        and params.get("TableName") == feed.table.name
+        and not operation.startswith(READ_ONLY_PREFIXES)
+    ] == [("dynamodb", "UpdateContinuousBackups")]
+    table = dynamodb.describe_table(TableName=feed.table.name)["Table"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["importSlot-index"]
+    assert "index importSlot-index (on importSlot) is no longer needed" in caplog.text
 
 
 def test_other_key_schema_fails_clearly_and_touches_nothing(

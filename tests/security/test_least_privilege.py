@@ -118,7 +118,7 @@ def provisioned(enforcing_endpoint: str) -> dict[str, Any]:
     for table in (TABLE, OTHER_TABLE):
         ensure_table(
             dynamodb, table_name=table, key_schema=[("id", "HASH", "S")],
-            verification_index="importSlot-index", poll_seconds=0.1,
+            poll_seconds=0.1,
         )  # fmt: skip
     account = describe_account(_client("sts", url, admin), REGION)
     iam_resources.ensure_role(
@@ -325,7 +325,7 @@ def feeds(provisioned: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
     for feed in config.feeds:
         ensure_table(
             dynamodb, table_name=feed.table.name, key_schema=feed.table.key_schema,
-            verification_index=feed.table.verification_index, poll_seconds=0.1,
+            import_id_index=feed.table.import_id_index, poll_seconds=0.1,
         )  # fmt: skip
         task = dag.get_task(f"{feed.name}.ensure_job_role")  # the arguments provisioning really uses
         assert task.role_name == feed.job_role

@@ -26,9 +26,15 @@ from csv_importer.manifest import (
 )
 from csv_importer.progress import PROGRESS_INTERVAL_SECONDS, ProgressLog
 from csv_importer.reader import ObjectSource, RecordError, iter_lines, iter_records, open_s3_object
-from csv_importer.rows import INDEX_SLOTS, KeySchema, RowConverter, RowRejected, describe_key_schema
+from csv_importer.rows import (
+    KeySchema,
+    RowConverter,
+    RowRejected,
+    describe_key_schema,
+    lineage_stamps,
+)
 from csv_importer.settings import ImportSettings
-from csv_importer.writer import BatchItemWriter, RowOrigin, WriteOutcome
+from csv_importer.writer import BatchItemWriter, RowOrigin, WriteOutcome, WriteUnits
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -123,6 +129,7 @@ class ShardImport:
         self.converter: RowConverter | None = None
         # Keys of rows DynamoDB itself refused (rare: items at its size limit), by canonical key text.
         self.refused_keys: dict[str, RefusedKey] = {}
+        self.write_units = WriteUnits()  # the writer's, once it exists
 
     def reject(self, line_number: int, reason: str, fields: list[str] | None) -> None:
         self.counts.rows_rejected += 1
@@ -133,10 +140,10 @@ class ShardImport:
             self.counts.rows_imported -= 1
             self.reject(origin.line_number, reason, origin.fields)
             if self.converter is not None:
-                key_text, key_hash = self.converter.key_of(origin.fields)
+                key_text, _ = self.converter.key_of(origin.fields)
                 refused = self.refused_keys.get(key_text)
                 if refused is None:
-                    item, _ = self.converter.convert(origin.fields, key_hash)
+                    item, _ = self.converter.convert(origin.fields)
                     refused = self.refused_keys[key_text] = RefusedKey(
                         {key.name: item[key.name] for key in self.converter.key_attributes}
                     )
@@ -186,11 +193,12 @@ class ShardImport:
             header=header[1],
             key_schema=key_schema,
             column_types=settings.column_types,
-            stamps={
-                "importId": self.import_id,
-                "sourceKey": settings.source_uri,
-                "importedAt": iso_utc(self.started_at),
-            },
+            stamps=lineage_stamps(
+                settings.lineage,
+                import_id=self.import_id,
+                source_uri=settings.source_uri,
+                imported_at=iso_utc(self.started_at),
+            ),
             source_uri=settings.source_uri,
             table=settings.table,
             empty_cells=settings.empty_cells,
@@ -205,6 +213,7 @@ class ShardImport:
                 concurrency=settings.writer_concurrency,
                 on_outcome=self.on_outcome,
             ) as writer:
+                self.write_units = writer.units
                 for ordinal, record in enumerate(records):
                     if isinstance(record, RecordError):
                         if ordinal % shard_count == shard_index:
@@ -223,7 +232,7 @@ class ShardImport:
                         continue
                     counts.rows_read += 1
                     try:
-                        item, size = converter.convert(fields, key_hash)
+                        item, size = converter.convert(fields)
                     except RowRejected as rejection:
                         self.reject(line_number, str(rejection), fields)
                         continue
@@ -265,12 +274,15 @@ class ShardImport:
             rows_rejected=counts.rows_rejected,
             duplicate_keys=counts.duplicate_keys,
             distinct_keys=counts.distinct_keys,
-            index_slots=INDEX_SLOTS,
             rejected_key=rejected_at,
             started_at=iso_utc(self.started_at),
             finished_at=iso_utc(datetime.now(UTC)),
             status=status,
             error=error,
+            batch_job_id=settings.batch_job_id,
+            write_request_units=self.write_units.units,
+            write_request_units_source=self.write_units.source,
+            index_write_request_units=self.write_units.index_units,
         )
         write_manifest(self.s3, manifest, manifest_prefix=settings.manifest_prefix)
         self.progress.summary(

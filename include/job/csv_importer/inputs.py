@@ -22,6 +22,7 @@ Scope = Literal["deployment", "file", "batch"]
 
 DEFAULT_WRITER_CONCURRENCY = 4
 EMPTY_CELLS_CHOICES = ("keep", "omit", "null")
+LINEAGE_CHOICES = ("all", "import_id")
 DEFAULT_MANIFEST_PREFIX = "manifests/"
 DEFAULT_REJECTED_PREFIX = "rejected/"
 
@@ -90,6 +91,14 @@ JOB_INPUTS: tuple[JobInput, ...] = (
         "keep",
     ),
     JobInput(
+        "lineage",
+        "lineage",
+        "--lineage",
+        "deployment",
+        "lineage attributes stamped on every item: all (importId, sourceKey, importedAt) or import_id (importId)",
+        "all",
+    ),
+    JobInput(
         "manifest_prefix",
         "manifest_prefix",
         "--manifest-prefix",
@@ -113,6 +122,13 @@ JOB_INPUTS: tuple[JobInput, ...] = (
         "batch",
         "this shard's index, 0-based",
         "0",
+    ),
+    JobInput(
+        "batch_job_id",
+        "AWS_BATCH_JOB_ID",
+        "--batch-job-id",
+        "batch",
+        "the AWS Batch job running this shard, recorded in its manifest (AWS Batch sets it)",
     ),
     JobInput(
         "writer_concurrency",

@@ -25,6 +25,7 @@ else:
 REJECTED_COLUMNS = ("line_number", "reason", "raw_row")
 SHARD_MANIFEST_NAME = re.compile(r"/shard-(\d+)-of-(\d+)\.json$")
 Status = Literal["succeeded", "failed", "reject_ratio_exceeded"]
+WriteUnitsSource = Literal["consumed_capacity", "computed"]
 _COUNTERS = ("rows_read", "rows_imported", "rows_rejected", "duplicate_keys", "distinct_keys")
 
 
@@ -63,12 +64,18 @@ class ImportManifest:
     rows_rejected: int
     duplicate_keys: int
     distinct_keys: int
-    index_slots: int
     rejected_key: str
     started_at: str
     finished_at: str
     status: Status
     error: str | None = None
+    batch_job_id: str | None = None
+    # What the shard's writes consumed: DynamoDB's ConsumedCapacity for the table (a float, as DynamoDB answers)
+    # when every answer carried a plausible one, else computed from the written items' sizes (an int).
+    write_request_units: float | int = 0
+    write_request_units_source: WriteUnitsSource = "computed"
+    # Each global secondary index's units, known only from DynamoDB's answers (None when computed).
+    index_write_request_units: dict[str, float] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -134,12 +141,16 @@ class ManifestTotals:
     rows_rejected: int
     duplicate_keys: int
     distinct_keys: int
-    index_slots: int
     statuses: tuple[str, ...]
     etags: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     started_at: str | None = None
     finished_at: str | None = None
+    run_seconds: float = 0.0
+    batch_job_ids: tuple[str, ...] = ()
+    write_request_units: float | int = 0
+    write_request_units_sources: tuple[str, ...] = ()
+    index_write_request_units: dict[str, float] | None = None
 
     @property
     def complete(self) -> bool:
@@ -159,28 +170,51 @@ class ManifestTotals:
 
 
 def total_manifests(import_id: str, shard_count: int, manifests: Sequence[dict[str, Any]]) -> ManifestTotals:
-    """Add the shard manifests up (as :func:`read_manifests` returns them).
-
-    :raises ManifestError: the shards disagree on ``index_slots``.
-    """
+    """Add the shard manifests up (as :func:`read_manifests` returns them)."""
     totals = {name: sum(int(m.get(name) or 0) for m in manifests) for name in _COUNTERS}
-    slots = {int(m["index_slots"]) for m in manifests if m.get("index_slots")}
-    if len(slots) > 1:
-        raise ManifestError(f"import {import_id}: shard manifests disagree on index_slots {sorted(slots)}")
+    index_units: dict[str, float] | None = None
+    for manifest in manifests:
+        for index, units in (manifest.get("index_write_request_units") or {}).items():
+            index_units = index_units or {}
+            index_units[index] = index_units.get(index, 0.0) + units
     starts = sorted(str(m["started_at"]) for m in manifests if m.get("started_at"))
     ends = sorted(str(m["finished_at"]) for m in manifests if m.get("finished_at"))
     return ManifestTotals(
         import_id=import_id,
         shard_count=shard_count,
         shards_found=len(manifests),
-        index_slots=slots.pop() if slots else 0,
         statuses=tuple(sorted({str(m.get("status", "unknown")) for m in manifests})) or ("missing",),
         etags=tuple(sorted({str(m["etag"]) for m in manifests if m.get("etag")})),
         errors=tuple(str(m["error"]) for m in manifests if m.get("error")),
         started_at=starts[0] if starts else None,
         finished_at=ends[-1] if ends else None,
+        run_seconds=sum(_run_seconds(m) for m in manifests),
+        batch_job_ids=tuple(sorted({str(m["batch_job_id"]) for m in manifests if m.get("batch_job_id")})),
+        write_request_units=sum(m.get("write_request_units") or 0 for m in manifests),
+        write_request_units_sources=tuple(
+            sorted(
+                {
+                    str(m["write_request_units_source"])
+                    for m in manifests
+                    if m.get("write_request_units_source")
+                }
+            )
+        ),
+        index_write_request_units=index_units,
         **totals,
     )
+
+
+def _run_seconds(manifest: dict[str, Any]) -> float:
+    """One shard's run time, from its ``started_at`` to its ``finished_at`` (0 when either is missing)."""
+    from datetime import datetime
+
+    try:
+        started = datetime.fromisoformat(str(manifest["started_at"]).replace("Z", "+00:00"))
+        finished = datetime.fromisoformat(str(manifest["finished_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return 0.0
+    return max(0.0, (finished - started).total_seconds())
 
 
 def read_totals(

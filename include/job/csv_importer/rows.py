@@ -16,19 +16,28 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from csv_importer.exit_codes import BadInput, TransientFailure, UsageProblem
-from csv_importer.settings import ColumnType, EmptyCells
+from csv_importer.settings import ColumnType, EmptyCells, Lineage
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 else:
     DynamoDBClient = Any
 
+# Item sizes follow "DynamoDB item sizes and formats"
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html): attribute
+# names and string values by their UTF-8 bytes, a number by (significant digits + 1) // 2 + 1 bytes, BOOL and
+# NULL 1 byte. The 400 KB limit and the 1 KB write unit are binary: 1 KB = 1024 bytes.
 MAX_ITEM_BYTES = 400 * 1024
+WRITE_UNIT_BYTES = 1024
 MAX_PARTITION_KEY_BYTES = 2048
 MAX_SORT_KEY_BYTES = 1024
-INDEX_SLOTS = 16
 KEY_SEPARATOR = "\x1f"
-RESERVED_ATTRIBUTES = ("importId", "sourceKey", "importedAt", "importSlot")
+RESERVED_ATTRIBUTES = ("importId", "sourceKey", "importedAt")
+# The lineage attributes each ``lineage`` choice stamps (all of them stay reserved column names either way).
+LINEAGE_ATTRIBUTES: Mapping[Lineage, tuple[str, ...]] = {
+    "all": ("importId", "sourceKey", "importedAt"),
+    "import_id": ("importId",),
+}
 # DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..9E+125.
 MAX_NUMBER_DIGITS = 38
 MIN_NUMBER_EXPONENT, MAX_NUMBER_EXPONENT = -130, 125
@@ -94,6 +103,17 @@ def describe_key_schema(dynamodb: DynamoDBClient, table: str) -> KeySchema:
     return KeySchema(partition=attributes["HASH"], sort=attributes.get("RANGE"))
 
 
+def write_request_units(item_bytes: int) -> int:
+    """DynamoDB's write request units for writing one item of ``item_bytes``: one per 1 KB, rounded up, at least 1."""
+    return max(1, -(-item_bytes // WRITE_UNIT_BYTES))
+
+
+def lineage_stamps(lineage: Lineage, *, import_id: str, source_uri: str, imported_at: str) -> dict[str, str]:
+    """The lineage attributes (name -> string value) the ``lineage`` setting stamps on every item."""
+    values = {"importId": import_id, "sourceKey": source_uri, "importedAt": imported_at}
+    return {name: values[name] for name in LINEAGE_ATTRIBUTES[lineage]}
+
+
 def _shown(text: str) -> str:
     """A cell for a rejection reason: quoted, and cut short when long (the whole row is in ``raw_row``)."""
     return repr(text) if len(text) <= 64 else f"{text[:40]!r}... ({len(text)} characters)"
@@ -101,6 +121,9 @@ def _shown(text: str) -> str:
 
 def parse_number(text: str) -> tuple[str, int]:
     """Return DynamoDB's canonical text for a number and its stored size in bytes (without the name).
+
+    The size is DynamoDB's documented rule: leading and trailing zeroes trimmed, 1 byte per two significant
+    digits (rounded up), plus 1 byte; zero has no significant digit left and takes the 1 byte.
 
     Spaces and tabs around the number are trimmed; the rest must be ASCII ``[+-]digits[.digits][e[+-]digits]``
     (``.5`` and ``5.`` too). Nothing is rounded: a value DynamoDB could not store exactly is refused.
@@ -122,7 +145,7 @@ def parse_number(text: str) -> tuple[str, int]:
     if not value.is_finite():
         raise ValueError(f"number {_shown(text)} is outside DynamoDB's range (1E-130 to 9.9E+125)")
     if value.is_zero():
-        return "0", 2
+        return "0", 1
     if not MIN_NUMBER_EXPONENT <= value.adjusted() <= MAX_NUMBER_EXPONENT:
         raise ValueError(f"number {_shown(text)} is outside DynamoDB's range (1E-130 to 9.9E+125)")
     try:
@@ -153,8 +176,8 @@ def canonical_key(parts: Sequence[str]) -> str:
 
 
 def key_hash(key_text: str) -> int:
-    """The 64-bit blake2b hash of a canonical key: it picks the shard (``% shard_count``), the index slot
-    (``% INDEX_SLOTS``) and is the duplicate-key fingerprint."""
+    """The 64-bit blake2b hash of a canonical key: it picks the shard (``% shard_count``) and is the
+    duplicate-key fingerprint (the job's and the verifier's)."""
     digest = hashlib.blake2b(key_text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
@@ -204,11 +227,8 @@ class RowConverter:
         self.key_positions = [names.index(key.name) for key in key_schema.attributes]
         types: dict[str, str] = {**column_types, **{key.name: key.type for key in key_schema.attributes}}
         self._columns = [(name, len(name.encode("utf-8")), types.get(name, "S")) for name in names]
-        import_id = stamps["importId"]
         self._stamp_items = {name: {"S": value} for name, value in stamps.items()}
         self._stamp_size = sum(_text_bytes(name) + _text_bytes(value) for name, value in stamps.items())
-        self._slots = [{"S": f"{import_id}#{slot}"} for slot in range(INDEX_SLOTS)]
-        self._slot_size = len("importSlot") + len(import_id) + 3
 
     @staticmethod
     def _header_problems(
@@ -233,8 +253,8 @@ class RowConverter:
     def key_of(self, fields: list[str]) -> tuple[str, int]:
         """Canonical key text and its 64-bit blake2b hash; :class:`RowRejected` when the row has no usable key.
 
-        The text is the writer's de-duplication key; the hash picks the shard (``% shard_count``), the index
-        slot (``% INDEX_SLOTS``) and is the duplicate-key fingerprint (8 bytes a key).
+        The text is the writer's de-duplication key; the hash picks the shard (``% shard_count``) and is the
+        duplicate-key fingerprint (8 bytes a key).
         """
         if len(fields) != self.column_count:
             raise RowRejected(f"expected {self.column_count} fields, got {len(fields)}")
@@ -255,14 +275,10 @@ class RowConverter:
         key_text = canonical_key(parts)
         return key_text, key_hash(key_text)
 
-    def convert(self, fields: list[str], key_hash: int) -> tuple[dict[str, dict[str, Any]], int]:
-        """The item (AttributeValue dicts) and its DynamoDB size in bytes, for a row :meth:`key_of` accepted.
-
-        ``key_hash`` (from :meth:`key_of`) picks the ``importSlot``.
-        """
+    def convert(self, fields: list[str]) -> tuple[dict[str, dict[str, Any]], int]:
+        """The item (AttributeValue dicts) and its DynamoDB size in bytes, for a row :meth:`key_of` accepted."""
         item = dict(self._stamp_items)
-        item["importSlot"] = self._slots[key_hash % INDEX_SLOTS]
-        size = self._stamp_size + self._slot_size
+        size = self._stamp_size
         for (name, name_bytes, column_type), value in zip(self._columns, fields, strict=True):
             if value == "":
                 # Key cells are never empty here (key_of rejects them). keep: "" for string columns only.

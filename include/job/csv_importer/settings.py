@@ -17,11 +17,13 @@ from csv_importer.inputs import (
     DEFAULT_WRITER_CONCURRENCY,
     EMPTY_CELLS_CHOICES,
     JOB_INPUTS,
+    LINEAGE_CHOICES,
 )
 
 ColumnType = Literal["S", "N", "BOOL"]
 COLUMN_TYPES: tuple[ColumnType, ...] = ("S", "N", "BOOL")
 EmptyCells = Literal["keep", "omit", "null"]
+Lineage = Literal["all", "import_id"]
 MAX_WRITER_CONCURRENCY = 64
 IMPORT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # A bucket prefix the job writes under: empty segments, "." or ".." and a leading "/" are refused.
@@ -38,11 +40,13 @@ class ImportSettings:
     max_reject_ratio: float = 0.0
     column_types: Mapping[str, ColumnType] = field(default_factory=dict)
     empty_cells: EmptyCells = "keep"
+    lineage: Lineage = "all"
     manifest_prefix: str = DEFAULT_MANIFEST_PREFIX
     rejected_prefix: str = DEFAULT_REJECTED_PREFIX
     shard_count: int = 1
     shard_index: int = 0
     writer_concurrency: int = DEFAULT_WRITER_CONCURRENCY
+    batch_job_id: str | None = None
 
     @property
     def source_uri(self) -> str:
@@ -155,6 +159,9 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Imp
         raise UsageProblem(
             f"empty_cells must be one of {', '.join(EMPTY_CELLS_CHOICES)}, got {raw['empty_cells']!r}"
         )
+    lineage = raw["lineage"].lower()
+    if lineage not in LINEAGE_CHOICES:
+        raise UsageProblem(f"lineage must be one of {', '.join(LINEAGE_CHOICES)}, got {raw['lineage']!r}")
     return ImportSettings(
         bucket=raw["bucket"],
         key=raw["key"],
@@ -164,11 +171,13 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Imp
         max_reject_ratio=_parse_ratio(raw["max_reject_ratio"]),
         column_types=parse_column_types(raw["column_types"]),
         empty_cells=empty_cells,  # type: ignore[arg-type]
+        lineage=lineage,  # type: ignore[arg-type]
         manifest_prefix=_parse_prefix("manifest_prefix", raw["manifest_prefix"]),
         rejected_prefix=_parse_prefix("rejected_prefix", raw["rejected_prefix"]),
         shard_count=shard_count,
         shard_index=shard_index,
         writer_concurrency=concurrency,
+        batch_job_id=raw.get("batch_job_id"),
     )
 
 

@@ -1,8 +1,9 @@
-"""The items table: on demand, the configured key schema, PITR on, the verification GSI. Never deleted.
+"""The items table: on demand, the configured key schema, PITR on. Never deleted, nor are its indexes.
 
-The GSI has ``importSlot`` (``<import_id>#<slot>``) as its partition key and projects KEYS_ONLY: one import's
-items are counted with one COUNT query per slot, and no single index partition takes a whole import's writes
-(docs/architecture.md).
+Verification needs no index (it reads the file's keys back). An opt-in KEYS_ONLY GSI on ``importId``
+(config ``table.import_id_index``) lets users query one import's items, e.g. to undo it; it costs one index
+write per item. Tables provisioned before carry the ``importSlot`` GSI the old verification counted with: it is
+left in place (nothing is ever deleted) and each run says it is no longer needed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from batch_import.provisioning.polling import poll_until
 log = logging.getLogger(__name__)
 
 RESOURCE = "table"
-INDEX_PARTITION_KEY = "importSlot"
+INDEX_PARTITION_KEY = "importId"
+LEGACY_INDEX_PARTITION_KEY = "importSlot"  # the GSI the pipeline used to count an import's items with
 ON_DEMAND = "PAY_PER_REQUEST"
 
 KeySchema = Sequence[tuple[str, str, str]]  # (attribute name, HASH|RANGE, S|N|B)
@@ -30,16 +32,19 @@ def ensure_table(
     *,
     table_name: str,
     key_schema: KeySchema,
-    verification_index: str,
+    import_id_index: str = "",
     timeout_seconds: float = 600,
     poll_seconds: float = 5,
 ) -> ProvisionResult:
-    """Create the table if missing; otherwise check its keys and bring billing, GSI and PITR in line."""
+    """Create the table if missing; otherwise check its keys and bring billing, the opt-in GSI and PITR in line.
+
+    :param import_id_index: name of the opt-in KEYS_ONLY GSI on ``importId``; empty: no index
+    """
     table = _describe_table(dynamodb_client, table_name)
     created = table is None
     changes: list[str] = []
     if table is None:
-        _create_table(dynamodb_client, table_name, key_schema, verification_index)
+        _create_table(dynamodb_client, table_name, key_schema, import_id_index)
         table = _wait_active(dynamodb_client, table_name, timeout_seconds, poll_seconds)
     else:
         _check_key_schema(table, key_schema)
@@ -50,19 +55,29 @@ def ensure_table(
             dynamodb_client.update_table(TableName=table_name, BillingMode=ON_DEMAND)
             changes.append(f"billing mode: {billing} -> {ON_DEMAND}")
             table = _wait_active(dynamodb_client, table_name, timeout_seconds, poll_seconds)
-        index = _find_index(table, verification_index)
-        if index is None:
-            _create_index(dynamodb_client, table_name, verification_index)
-            changes.append(f"global secondary index {verification_index} added")
+        for legacy in _legacy_indexes(table):
+            log.info(
+                "DynamoDB table %s: index %s (on %s) is no longer needed: verification reads the keys back; "
+                "it is left in place (provisioning never deletes), delete it yourself to stop paying its writes",
+                table_name,
+                legacy,
+                LEGACY_INDEX_PARTITION_KEY,
+            )
+        index = _find_index(table, import_id_index) if import_id_index else None
+        if import_id_index and index is None:
+            _create_index(dynamodb_client, table_name, import_id_index)
+            changes.append(f"global secondary index {import_id_index} added")
             table = _wait_active(dynamodb_client, table_name, timeout_seconds, poll_seconds)
-        else:
+        elif index is not None:
             _check_index(table_name, index)
 
     if not _point_in_time_recovery_enabled(dynamodb_client, table_name):
         _enable_point_in_time_recovery(dynamodb_client, table_name, timeout_seconds, poll_seconds)
         changes.append("point-in-time recovery: off -> on")
     if created:
-        changes.insert(0, f"{ON_DEMAND}, index {verification_index}")
+        changes.insert(
+            0, f"{ON_DEMAND}, index {import_id_index}" if import_id_index else f"{ON_DEMAND}, no index"
+        )
     return ProvisionResult.from_changes(
         RESOURCE, table_name, created=created, changes=changes, arn=table["TableArn"]
     )
@@ -87,12 +102,15 @@ def _index_definition(index_name: str) -> dict[str, Any]:
 
 def _create_table(dynamodb_client: Any, table_name: str, key_schema: KeySchema, index_name: str) -> None:
     attributes = {name: attr_type for name, _, attr_type in key_schema}
-    if attributes.get(INDEX_PARTITION_KEY, "S") != "S":
-        raise ProvisioningError(
-            f"DynamoDB table {table_name}: key attribute {INDEX_PARTITION_KEY} must be a string; it is reserved "
-            "for the verification index"
-        )
-    attributes[INDEX_PARTITION_KEY] = "S"
+    indexes: dict[str, Any] = {}
+    if index_name:
+        if attributes.get(INDEX_PARTITION_KEY, "S") != "S":
+            raise ProvisioningError(
+                f"DynamoDB table {table_name}: key attribute {INDEX_PARTITION_KEY} must be a string; the job stamps "
+                "it with the import id"
+            )
+        attributes[INDEX_PARTITION_KEY] = "S"
+        indexes["GlobalSecondaryIndexes"] = [_index_definition(index_name)]
     try:
         dynamodb_client.create_table(
             TableName=table_name,
@@ -101,13 +119,13 @@ def _create_table(dynamodb_client: Any, table_name: str, key_schema: KeySchema, 
             AttributeDefinitions=[
                 {"AttributeName": name, "AttributeType": attr_type} for name, attr_type in attributes.items()
             ],
-            GlobalSecondaryIndexes=[_index_definition(index_name)],
+            **indexes,
         )
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") != "ResourceInUseException":
             raise
         log.info("DynamoDB table %s was created concurrently; continuing", table_name)
-    log.info("DynamoDB table %s created (%s, index %s)", table_name, ON_DEMAND, index_name)
+    log.info("DynamoDB table %s created (%s, index %s)", table_name, ON_DEMAND, index_name or "none")
 
 
 def _check_key_schema(table: dict[str, Any], key_schema: KeySchema) -> None:
@@ -135,6 +153,15 @@ def _find_index(table: dict[str, Any], index_name: str) -> dict[str, Any] | None
     return None
 
 
+def _legacy_indexes(table: dict[str, Any]) -> list[str]:
+    """Indexes on ``importSlot``: what the pipeline's verification used to count with."""
+    return [
+        index["IndexName"]
+        for index in table.get("GlobalSecondaryIndexes", [])
+        if [k["AttributeName"] for k in index["KeySchema"]] == [LEGACY_INDEX_PARTITION_KEY]
+    ]
+
+
 def _check_index(table_name: str, index: dict[str, Any]) -> None:
     keys = [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]]
     projection = index.get("Projection", {}).get("ProjectionType")
@@ -142,7 +169,7 @@ def _check_index(table_name: str, index: dict[str, Any]) -> None:
         raise ProvisioningError(
             f"DynamoDB table {table_name}: index {index['IndexName']} has keys {keys} and projection "
             f"{projection}, not [({INDEX_PARTITION_KEY!r}, 'HASH')] and KEYS_ONLY; an index cannot be changed in "
-            "place. Configure another table.verification_index name (it is added next to the old one)."
+            "place. Configure another table.import_id_index name (it is added next to the old one)."
         )
 
 
