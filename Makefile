@@ -14,10 +14,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt include/job/pyproject.toml
+# Development installs both pin files: requirements.txt (runtime, what the Airflow image gets) and
+# requirements-dev.txt (tests and tools, `-r requirements.txt` first).
+$(STAMP): requirements.txt requirements-dev.txt include/job/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $(STAMP)
 
 lint: $(STAMP)
