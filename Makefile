@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 5000
+# make demo EXECUTOR=celery runs the demo on the production engine (README, "On the production engine").
+EXECUTOR ?=
 # Optional extra arguments: make test-fast PYTEST_ARGS="tests/job", make bench BENCH_ARGS="--quick"
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
@@ -37,7 +39,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m include.demo
+	$(BIN)/python -m include.demo$(if $(EXECUTOR), --executor $(EXECUTOR))
 
 bench: $(STAMP)
 	$(BIN)/python -m include.bench $(BENCH_ARGS)

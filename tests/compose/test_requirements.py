@@ -21,6 +21,7 @@ RUNTIME_TOP_LEVEL = (
     "apache-airflow-providers-standard",
     "apache-airflow-providers-celery[redis]",
     "psycopg2-binary",
+    "asyncpg",
     "boto3",
     "csv-importer",
 )

@@ -15,7 +15,10 @@ README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 # gets an entry here whose files really contain that text.
 RUN_BY: dict[str, list[tuple[str, str]]] = {
     "make demo": [
-        ("Makefile", "demo: $(STAMP)\n\t$(BIN)/python -m include.demo\n"),
+        (
+            "Makefile",
+            "demo: $(STAMP)\n\t$(BIN)/python -m include.demo$(if $(EXECUTOR), --executor $(EXECUTOR))\n",
+        ),
         ("tests/demo/test_make_demo.py", '[sys.executable, "-m", "include.demo"'),
     ],
     "make test": [(".ci/run", "\nmake test\n")],  # CI's entry point runs exactly this
