@@ -301,11 +301,16 @@ class CeleryStack(AirflowStandalone):
 
     def ping_workers(self, timeout: float = 2.0) -> set[str]:
         """The Celery node names that answer a broadcast ping now."""
+        import redis
         from celery import Celery
+        from kombu.exceptions import OperationalError
 
         app = Celery(broker=self.broker_url)
         try:
             replies = app.control.ping(timeout=timeout) or []
+        except (OSError, OperationalError, redis.RedisError) as err:
+            log.info("Celery ping failed (%s); the broker may be restarting", err)
+            return set()
         finally:
             app.close()
         return {name for reply in replies for name in reply}
