@@ -28,6 +28,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("job_shards", "include.bench.job_shards"),
     ("dag_parse", "include.bench.dag_parse"),
     ("demo_latency", "include.bench.demo_latency"),
+    ("engines", "include.bench.engines"),
 )
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "benchmarks.md"
 
