@@ -77,7 +77,7 @@ def test_the_demo_on_the_celery_stack_imports_everything_on_both_workers_and_ctr
 
         recorded = process_tree.descendants(demo.pid)
         commands = " ".join(p.cmdline for p in recorded)
-        for part in ("postgres", "redis-server", "api-server", "scheduler", "dag-processor", "triggerer"):
+        for part in ("postgres", "redis-server", "api_server", "scheduler", "dag-processor", "triggerer"):
             assert part in commands, f"no {part} process below the demo: {commands}"
         assert commands.count("celery worker") >= len(WORKERS), commands
         ports = process_tree.listening_ports(recorded)
