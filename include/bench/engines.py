@@ -168,9 +168,8 @@ def run(context: BenchContext) -> str:
     lines += [
         "",
         (
-            "Both runs import the same generated week with the same pipeline settings and the same local "
-            "endpoint "
-            "(a separate one per run); a file's latency includes waiting for its backfill run's turn. The Celery "
+            "Both runs import the same generated week with the same pipeline settings, each against a fresh "
+            "local endpoint started by the demo; a file's latency includes waiting for its backfill run's turn. The Celery "
             "stack's extra memory is Postgres, Redis, and one Python process per component (two workers with two "
             "task slots each) instead of standalone's single tree; on one 2-core machine these figures say "
             "nothing about throughput with workers on separate machines."

@@ -181,15 +181,12 @@ class CeleryStack(AirflowStandalone):
     def environment(self) -> dict[str, str]:
         """Standalone's environment (folders, login, connection), with the production engine's settings."""
         env = super().environment()
-        del env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"]  # set below, stable across restarts
         settings = airflow_settings(self.addresses)
         if self.parallelism:
             settings["AIRFLOW__CORE__PARALLELISM"] = str(self.parallelism)
         env.update(settings)
         env.update(
             {
-                # The scheduler's and triggerer's log servers: fixed per stack, not the defaults 8793/8794.
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port(self.host)),
                 # One API server worker process is plenty on 2 cores (default 4).
                 "AIRFLOW__API__WORKERS": "1",
                 # A worker that dies is noticed within 30 s (heartbeat timeout) instead of 5 minutes.
