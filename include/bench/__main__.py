@@ -73,11 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     selected = [(name, module) for name, module in SECTIONS if not args.only or name in args.only]
     started = datetime.now(UTC)
-    command = (
-        "make bench"
-        if not argv and not args.quick
-        else "python -m include.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    )
+    given = sys.argv[1:] if argv is None else argv
+    command = "make bench" if not given else "python -m include.bench " + shlex.join(given)
     document = [
         "# Benchmarks",
         "",
