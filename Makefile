@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 5000
+# make demo EXECUTOR=celery runs the demo on the production engine (README, "On the production engine").
+EXECUTOR ?=
 # Optional extra arguments: make test-fast PYTEST_ARGS="tests/job", make bench BENCH_ARGS="--quick"
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
@@ -14,10 +16,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt include/job/pyproject.toml
+# Development installs both pin files: requirements.txt (runtime, what the Airflow image gets) and
+# requirements-dev.txt (tests and tools, `-r requirements.txt` first).
+$(STAMP): requirements.txt requirements-dev.txt include/job/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $(STAMP)
 
 lint: $(STAMP)
@@ -35,7 +39,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m include.demo
+	$(BIN)/python -m include.demo$(if $(EXECUTOR), --executor $(EXECUTOR))
 
 bench: $(STAMP)
 	$(BIN)/python -m include.bench $(BENCH_ARGS)

@@ -29,6 +29,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("import_cost", "include.bench.import_cost"),
     ("dag_parse", "include.bench.dag_parse"),
     ("demo_latency", "include.bench.demo_latency"),
+    ("engines", "include.bench.engines"),
 )
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "benchmarks.md"
 
@@ -73,11 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     selected = [(name, module) for name, module in SECTIONS if not args.only or name in args.only]
     started = datetime.now(UTC)
-    command = (
-        "make bench"
-        if not argv and not args.quick
-        else "python -m include.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    )
+    given = sys.argv[1:] if argv is None else argv
+    command = "make bench" if not given else "python -m include.bench " + shlex.join(given)
     document = [
         "# Benchmarks",
         "",

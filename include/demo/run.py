@@ -26,6 +26,8 @@ from include.airflow_standalone import (
     AirflowStandaloneError,
     local_aws_connection,
 )
+from include.celery_stack.services import StackError
+from include.celery_stack.stack import CeleryStack
 from include.demo import PROJECT_ROOT, PROVISION_DAG_ID
 from include.demo.local_endpoint import LocalEndpointError, LocalEndpointProcess
 from include.demo.sample_files import GENERATORS, SampleFile
@@ -41,6 +43,8 @@ DEMO_SETTINGS = {
     "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "2",
     "CSV_IMPORT__SCHEDULE__SENSOR_POKE_SECONDS": "10",
 }
+# --executor: the embedded default (airflow standalone) or the production engine (include/celery_stack).
+EXECUTORS = ("local", "celery")
 DEMO_MAX_REJECT_RATIO = 0.05  # the backfill's dag_run_conf: the file with three bad rows stays under it
 LOCAL_CREDENTIALS = "local"  # the local endpoint accepts any credentials
 
@@ -60,6 +64,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=os.environ.get("CI", "").lower() in ("1", "true", "yes"),
         help="exit after the summary (default: on when CI=true)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: airflow standalone (SQLite, LocalExecutor); celery: the production engine as processes "
+        "(Postgres, Redis, API server, scheduler, DAG processor, triggerer, two Celery workers)",
     )
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="working folder, wiped at start")
     parser.add_argument("--large-file-rows", type=int, default=8000, help="rows of the file that is sharded")
@@ -87,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
         return run_demo(arguments)
-    except (DemoFailed, AirflowStandaloneError, LocalEndpointError) as err:
+    except (DemoFailed, AirflowStandaloneError, LocalEndpointError, StackError) as err:
         print(f"\ndemo failed: {err}", file=sys.stderr, flush=True)
         return 1
     except (KeyboardInterrupt, _Stop):
@@ -108,17 +119,12 @@ def run_demo(arguments: argparse.Namespace) -> int:
     extra_env = demo_environment(os.environ)
     config = load_config(environ={**os.environ, **extra_env})
     endpoint = LocalEndpointProcess(log_path=home / "local_aws.log", extra_env=extra_env)
+    stack_class = CeleryStack if arguments.executor == "celery" else AirflowStandalone
     standalone: AirflowStandalone | None = None
     try:
         _say(started, "starting the local AWS endpoint (log %s)", endpoint.log_path)
         endpoint.start()
-        _say(
-            started,
-            "local AWS endpoint at %s; starting airflow standalone (log %s)",
-            endpoint.url,
-            home / "airflow.log",
-        )
-        standalone = AirflowStandalone(
+        standalone = stack_class(
             airflow_home=home / "airflow_home",
             aws_connection=local_aws_connection(endpoint_url=endpoint.url, region_name=config.aws.region),
             # Paused until needed: the import DAG's latest scheduled run would otherwise start before the
@@ -126,6 +132,22 @@ def run_demo(arguments: argparse.Namespace) -> int:
             extra_env={**extra_env, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"},
             log_path=home / "airflow.log",
         )
+        if isinstance(standalone, CeleryStack):
+            _say(
+                started,
+                "local AWS endpoint at %s; starting the production engine: Postgres, Redis, API server, "
+                "scheduler, DAG processor, triggerer, Celery workers %s (logs under %s)",
+                endpoint.url,
+                " and ".join(standalone.worker_names),
+                standalone.log_dir,
+            )
+        else:
+            _say(
+                started,
+                "local AWS endpoint at %s; starting airflow standalone (log %s)",
+                endpoint.url,
+                home / "airflow.log",
+            )
         standalone.start()
         client = standalone.client()
         _say(started, "Airflow is up at %s; waiting for the DAGs to be parsed", standalone.url)
@@ -134,6 +156,13 @@ def run_demo(arguments: argparse.Namespace) -> int:
         provision(client, started)
         samples = land_week(config, endpoint.url, arguments.large_file_rows, started)
         runs = backfill_week(client, config, samples, arguments.timeout, started)
+        if isinstance(standalone, CeleryStack):
+            counts = task_instances_by_host(client, runs)
+            _say(
+                started,
+                "task instances per worker (their hostname in the REST API): %s",
+                ", ".join(f"{host} {count}" for host, count in sorted(counts.items())) or "none",
+            )
         outcomes = summarise(config, endpoint.url, samples)
         print("\n" + format_table(outcomes) + "\n", flush=True)
         if arguments.summary_json is not None:
@@ -269,6 +298,17 @@ def backfill_week(
         _say(started, "backfill of %s complete: %s", backfill["dag_id"], states)
         runs.extend(finished)
     return runs
+
+
+def task_instances_by_host(client: AirflowRestClient, runs: list[dict[str, Any]]) -> dict[str, int]:
+    """How many task instances of ``runs`` each host ran, from the REST API (``hostname`` of each try)."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for instance in client.task_instances(run["dag_id"], run["dag_run_id"]):
+            host = instance.get("hostname")
+            if host:
+                counts[host] = counts.get(host, 0) + 1
+    return counts
 
 
 def expected_shards(feed: FeedConfig, sample: SampleFile) -> int:

@@ -1,4 +1,4 @@
-"""The one place that reaches into moto's private Batch internals (moto pinned to 5.2.5 in requirements.txt).
+"""The one place that reaches into moto's private Batch internals (moto pinned to 5.2.5 in requirements-dev.txt).
 
 It replaces ``moto.batch.models.Job.run`` (Docker-only) with the host-process runtime, corrects the moto defects
 the pipeline would trip over, and exposes a moto job to that runtime through :class:`MotoBatchJob`, a narrow view.

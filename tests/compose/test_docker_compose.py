@@ -95,12 +95,14 @@ def _mounts(service: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _requirement_pin(name: str) -> str:
-    for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines():
-        package, _, version = line.partition("==")
-        package = package.split("[")[0].strip().lower()
-        if package in (name, name.replace("-", "_")) and version:
-            return version.strip()
-    raise AssertionError(f"requirements.txt pins no {name}")
+    """The exact pin of ``name`` in requirements.txt (runtime) or requirements-dev.txt (tests: moto)."""
+    for file_name in ("requirements.txt", "requirements-dev.txt"):
+        for line in (PROJECT_ROOT / file_name).read_text().splitlines():
+            package, _, version = line.partition("==")
+            package = package.split("[")[0].strip().lower()
+            if package in (name, name.replace("-", "_")) and version:
+                return version.strip()
+    raise AssertionError(f"neither requirements.txt nor requirements-dev.txt pins {name}")
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,15 @@ README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 # gets an entry here whose files really contain that text.
 RUN_BY: dict[str, list[tuple[str, str]]] = {
     "make demo": [
-        ("Makefile", "demo: $(STAMP)\n\t$(BIN)/python -m include.demo\n"),
+        (
+            "Makefile",
+            "demo: $(STAMP)\n\t$(BIN)/python -m include.demo$(if $(EXECUTOR), --executor $(EXECUTOR))\n",
+        ),
         ("tests/demo/test_make_demo.py", '[sys.executable, "-m", "include.demo"'),
+    ],
+    "make demo EXECUTOR=celery": [
+        ("Makefile", "$(BIN)/python -m include.demo$(if $(EXECUTOR), --executor $(EXECUTOR))"),
+        ("tests/celery/test_demo_on_celery.py", '"--executor", "celery"'),
     ],
     "make test": [(".ci/run", "\nmake test\n")],  # CI's entry point runs exactly this
     "make config": [
@@ -27,6 +34,7 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
         ("Makefile", "push-image: $(STAMP)"),
         ("tests/deploy/test_push_image.py", 'run_make("push-image", "TAG=v1")'),
     ],
+    "sudo apt-get install postgresql redis-server": [(".ci/run", "postgresql redis-server")],
     "sudo apt-get install chromium chromium-driver docker-compose": [
         (".ci/run", "apt-get install -y -qq chromium chromium-driver docker-compose"),
     ],
