@@ -8,7 +8,6 @@ with two files, one gzipped. :data:`GENERATORS` maps a feed name to its generato
 from __future__ import annotations
 
 import csv
-import dataclasses
 import gzip
 import io
 import random
@@ -73,13 +72,31 @@ def _sample(
     rows: int,
     with_bad_rows: bool = False,
     gzipped: bool = False,
+    feed: str,
 ) -> SampleFile:
     prefix = f"{day:%Y%m%d}-{name}"
     body_rows = [_good_row(rng, f"{prefix}-{number:06d}", day) for number in range(rows)]
     bad = _bad_rows(rng, day, prefix) if with_bad_rows else []
     for offset, row in enumerate(bad):
         body_rows.insert((offset + 1) * len(body_rows) // (len(bad) + 1), row)
-    body = _csv_bytes(body_rows)
+    return _landed(
+        _csv_bytes(body_rows), landing_prefix=landing_prefix, day=day, name=name, gzipped=gzipped,
+        data_rows=len(body_rows), bad_rows=len(bad), feed=feed,
+    )  # fmt: skip
+
+
+def _landed(
+    body: bytes,
+    *,
+    landing_prefix: str,
+    day: date,
+    name: str,
+    gzipped: bool,
+    data_rows: int,
+    bad_rows: int,
+    feed: str,
+) -> SampleFile:
+    """The sample file of ``body`` under ``<landing_prefix><day>/<name>.csv`` (``.csv.gz``, gzipped, when asked)."""
     suffix = ".csv"
     if gzipped:
         body = gzip.compress(body, mtime=0)
@@ -88,8 +105,9 @@ def _sample(
         partition_date=day,
         key=f"{landing_prefix}{day.isoformat()}/{name}{suffix}",
         body=body,
-        data_rows=len(body_rows),
-        bad_rows=len(bad),
+        data_rows=data_rows,
+        bad_rows=bad_rows,
+        feed=feed,
     )
 
 
@@ -115,9 +133,8 @@ def sample_week(
         (day[6], "orders", 200, False, False),
     ]
     return [
-        dataclasses.replace(
-            _sample(rng, landing_prefix=landing_prefix, day=d, name=n, rows=r, with_bad_rows=b, gzipped=g),
-            feed=feed,
+        _sample(
+            rng, landing_prefix=landing_prefix, day=d, name=n, rows=r, with_bad_rows=b, gzipped=g, feed=feed
         )
         for d, n, r, b, g in plan
     ]
@@ -139,19 +156,10 @@ def _sensor_sample(
         for sensor in range(sensors)
         for slot in range(48)
     ]
-    body = _csv_bytes(rows, SENSOR_COLUMNS)
-    suffix = ".csv"
-    if gzipped:
-        body = gzip.compress(body, mtime=0)
-        suffix = ".csv.gz"
-    return SampleFile(
-        partition_date=day,
-        key=f"{landing_prefix}{day.isoformat()}/{name}{suffix}",
-        body=body,
-        data_rows=len(rows),
-        bad_rows=0,
-        feed=feed,
-    )
+    return _landed(
+        _csv_bytes(rows, SENSOR_COLUMNS), landing_prefix=landing_prefix, day=day, name=name, gzipped=gzipped,
+        data_rows=len(rows), bad_rows=0, feed=feed,
+    )  # fmt: skip
 
 
 def sensor_week(
