@@ -196,8 +196,8 @@ def verify_until_settled(
 ) -> tuple[VerificationResult, ManifestTotals]:
     """Call ``verify_once`` until its result is verified, at most ``attempts`` times (at least once).
 
-    The verification index is eventually consistent, so a count can lag the last writes for a moment.
-    Pauses ``pause_seconds`` between attempts; returns the last result, verified or not. An error from
+    One attempt is final for today's verification (it re-reads its misses strongly consistent); more attempts
+    only help when something outside the import is still settling. Pauses ``pause_seconds`` between attempts; returns the last result, verified or not. An error from
     ``verify_once`` (e.g. ``VerificationError``) is not retried.
     """
     attempts = max(1, attempts)

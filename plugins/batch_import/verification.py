@@ -297,12 +297,25 @@ def _check_keys(
     import_id: str,
     counts: VerificationResult,
 ) -> None:
-    read = dict(key_schema=key_schema, table_name=table_name, counts=counts)
-    owners = _read_back(dynamodb_client, keys=keys, consistent=False, **read)  # type: ignore[arg-type]
+    owners = _read_back(
+        dynamodb_client,
+        table_name=table_name,
+        key_schema=key_schema,
+        keys=keys,
+        consistent=False,
+        counts=counts,
+    )
     misses = [key for key in keys if key not in owners]
     if misses:
         counts.strongly_consistent_reads += len(misses)
-        owners |= _read_back(dynamodb_client, keys=misses, consistent=True, **read)  # type: ignore[arg-type]
+        owners |= _read_back(
+            dynamodb_client,
+            table_name=table_name,
+            key_schema=key_schema,
+            keys=misses,
+            consistent=True,
+            counts=counts,
+        )
     counts.keys_checked += len(keys)
     for key in keys:
         owner = owners.get(key)
