@@ -17,7 +17,8 @@ DEV = PROJECT_ROOT / "requirements-dev.txt"
 # The runtime's top level, with the extras the stack uses (celery's Redis transport).
 RUNTIME_TOP_LEVEL = (
     "apache-airflow",
-    "apache-airflow-providers-amazon",
+    "apache-airflow-providers-amazon[aiobotocore]",
+    "apache-airflow-providers-common-messaging",
     "apache-airflow-providers-standard",
     "apache-airflow-providers-celery[redis]",
     "psycopg2-binary",
