@@ -42,6 +42,10 @@ DEPENDENCY_FAILED = "Dependent Job failed"
 # Variables a job process takes from the endpoint's own environment (a container starts almost empty).
 _INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
 _POLL_SECONDS = 0.05
+# Hold jobs for inspection or fault injection: a job whose name starts with the name of a file in this directory
+# (of the endpoint's environment) starts its process stopped (SIGSTOP). It reports RUNNING until someone sends its
+# process group SIGCONT. Unset, nothing is held.
+HOLD_DIR_VARIABLE = "LOCAL_AWS_BATCH_HOLD_DIR"
 _MAX_LOG_EVENT_BYTES = 256 * 1024 - 26
 
 
@@ -343,6 +347,9 @@ class ProcessRuntime:
             reason = f"CannotStartContainerError: {command[0]!r}: {error.strerror or error}"
             log.warning("Job %s cannot start: %s", job.job_id, reason)
             return AttemptOutcome(None, TASK_FAILED_TO_START, reason)
+        if _held(job.job_name):
+            _kill_process_group(process, signal.SIGSTOP)
+            log.info("Job %s (%s) held: its process %s starts stopped", job.job_id, job.job_name, process.pid)
         with self._lock:
             self._processes[job.job_id] = process
         shipper = LogShipper(job, log_stream_name, process)
@@ -390,6 +397,13 @@ class ProcessRuntime:
         except subprocess.TimeoutExpired:
             _kill_process_group(process, signal.SIGKILL)
             process.wait()
+
+
+def _held(job_name: str) -> bool:
+    hold_dir = os.environ.get(HOLD_DIR_VARIABLE)
+    if not hold_dir or not os.path.isdir(hold_dir):
+        return False
+    return any(job_name.startswith(prefix) for prefix in os.listdir(hold_dir))
 
 
 def _kill_process_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:

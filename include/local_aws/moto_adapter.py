@@ -178,6 +178,10 @@ class MotoBatchJob:
         return str(self._job.job_id)
 
     @property
+    def job_name(self) -> str:
+        return str(self._job.job_name)
+
+    @property
     def job_definition_name(self) -> str:
         return str(self._job.job_definition.name)
 

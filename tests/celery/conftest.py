@@ -32,6 +32,7 @@ from include.celery_stack.stack import CeleryStack
 from include.demo import PROVISION_DAG_ID
 from include.demo.local_endpoint import LocalEndpointProcess
 from include.demo.run import LOCAL_CREDENTIALS, demo_environment, provision
+from include.local_aws.job_runtime import HOLD_DIR_VARIABLE
 from tests.demo import process_tree
 from tests.fixtures.feeds import first_feed
 
@@ -84,6 +85,7 @@ class CeleryWorld:
     config: PipelineConfig
     s3: Any
     batch: Any
+    hold_dir: Path
 
     def land(self, key: str, rows: int) -> str:
         """Land a CSV of ``rows`` rows at ``key``; returns its import id."""
@@ -109,6 +111,23 @@ class CeleryWorld:
         """The jobs submitted for ``key`` by any run (job names start with the file name)."""
         prefix = job_name_for(dag_id="", run_id="", import_id="", s3_key=key).rsplit("-", 1)[0] + "-"
         return [job for job in self.jobs() if job["jobName"].startswith(prefix)]
+
+    def hold_jobs_named(self, prefix: str) -> Path:
+        """From now on, a job whose name starts with ``prefix`` starts stopped on the endpoint (it reports
+        RUNNING and does nothing until released), so no test depends on catching a short job while it runs."""
+        marker = self.hold_dir / prefix
+        marker.touch()
+        return marker
+
+    def wait_for_held_job(self, marker: Path) -> tuple[dict[str, Any], list[process_tree.Process]]:
+        """Wait until Batch reports the job held by ``marker`` (from :meth:`hold_jobs_named`) RUNNING, its
+        processes stopped, then stop holding new ones (a later attempt runs freely); returns the job and its
+        stopped processes, for :meth:`release`."""
+        try:
+            job = self.wait_for_running_job(marker.name)
+            return job, self.hold_job(job["jobId"])
+        finally:
+            marker.unlink(missing_ok=True)
 
     def wait_for_running_job(self, prefix: str, *, timeout: float = 240.0) -> dict[str, Any]:
         """The first job whose name starts with ``prefix``, once Batch reports it RUNNING."""
@@ -195,7 +214,9 @@ def celery_world(traversable_folder: Path) -> Iterator[CeleryWorld]:
     require_os_packages()
     home = traversable_folder / "stack"
     home.mkdir()
-    extra_env = {**demo_environment(os.environ), **FAULT_SETTINGS}
+    hold_dir = home / "held_jobs"
+    hold_dir.mkdir()
+    extra_env = {**demo_environment(os.environ), **FAULT_SETTINGS, HOLD_DIR_VARIABLE: str(hold_dir)}
     config = load_config(environ={**os.environ, **extra_env})
     endpoint = LocalEndpointProcess(log_path=home / "local_aws.log", extra_env=extra_env)
     endpoint.start()
@@ -228,6 +249,7 @@ def celery_world(traversable_folder: Path) -> Iterator[CeleryWorld]:
             config=config,
             s3=clients["s3"],
             batch=clients["batch"],
+            hold_dir=hold_dir,
         )
     finally:
         stack.stop()

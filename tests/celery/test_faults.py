@@ -1,8 +1,9 @@
 """The production engine broken on purpose, on one running stack (``celery_world``, see conftest).
 
-No test waits for a lucky moment: where a fault must land while a Batch job runs, the test holds that job's host
-processes with SIGSTOP (Batch keeps reporting it RUNNING and its ``import_file`` task keeps waiting), breaks the
-component, and releases the job (SIGCONT) only after the state it wants to see is observed. Every wait has a
+No test waits for a lucky moment: where a fault must land while a Batch job runs, the endpoint starts that job's
+host processes stopped (``LOCAL_AWS_BATCH_HOLD_DIR``: Batch reports it RUNNING and its ``import_file`` task keeps
+waiting, however short the job), the test breaks the component, and releases the job (SIGCONT) only after the
+state it wants to see is observed. Every wait has a
 generous deadline that only turns a hang into a failure.
 
 - A Celery worker SIGKILLed (its whole process group: worker, pool, task supervisor and task) while its
@@ -41,9 +42,9 @@ def test_a_worker_killed_while_import_file_waits_the_file_ends_verified_by_one_s
     day = days_ago(20)
     key = f"{FEED.landing_prefix}{day.isoformat()}/worker-kill.csv"
     import_id = world.land(key, rows=400)
+    marker = world.hold_jobs_named(_job_prefix(world, key))
     run_id = world.trigger_day(day, conf={"s3_key": key})
-    job = world.wait_for_running_job(world.job_name(run_id, import_id, key))
-    held = world.hold_job(job["jobId"])
+    job, held = world.wait_for_held_job(marker)
     try:
         first = world.wait_for_task(run_id, "import_file", state="running", timeout=120)
         victim = first["hostname"]
@@ -85,14 +86,14 @@ def test_the_scheduler_killed_mid_backfill_and_restarted_the_backfill_completes_
     days = [days_ago(32), days_ago(31), days_ago(30)]
     keys = [f"{FEED.landing_prefix}{day.isoformat()}/scheduler-kill-{n}.csv" for n, day in enumerate(days)]
     import_ids = [world.land(key, rows=300) for key in keys]
+    marker = world.hold_jobs_named(_job_prefix(world, keys[1]))
     backfill = world.client.backfill_while_paused(
         IMPORT_DAG_ID,
         from_date=f"{days[0].isoformat()}T00:00:00Z",
         to_date=f"{days[-1].isoformat()}T00:00:00Z",
         max_active_runs=2,
     )
-    job = world.wait_for_running_job(_job_prefix(world, keys[1]))
-    held = world.hold_job(job["jobId"])
+    job, held = world.wait_for_held_job(marker)
     try:
         killed_pid = world.stack.kill("scheduler")
         assert not world.stack.components["scheduler"].running()
