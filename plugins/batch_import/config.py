@@ -36,6 +36,11 @@ FEED_NAME = re.compile(r"[a-z][a-z0-9_]*")
 IMPORT_DAG_PREFIX = "import_"
 # IAM role names are at most 64 characters; a feed's job role is ``<iam.job_role>-<feed name>``.
 MAX_ROLE_NAME = 64
+# SQS queue names: 1 to 80 letters, digits, hyphens and underscores.
+SQS_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+# SQS limits: ReceiveMessage WaitTimeSeconds 0-20, MaxNumberOfMessages 1-10.
+MAX_LONG_POLL_SECONDS = 20
+MAX_MESSAGES_PER_RECEIVE = 10
 
 
 class ConfigError(ValueError):
@@ -122,6 +127,19 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    """S3 event notifications through one SQS queue per feed, watched by the feed's import DAG."""
+
+    queue: str
+    dead_letter_suffix: str
+    max_receive_count: int
+    dead_letter_retention_seconds: int
+    long_poll_seconds: int
+    empty_poll_delay_seconds: int
+    max_messages: int
+
+
+@dataclass(frozen=True)
 class ImportConfig:
     max_reject_ratio: float
     column_types: str
@@ -168,6 +186,8 @@ class FeedConfig:
     rejected_prefix: str
     job_role: str
     job_definition: str
+    event_queue: str
+    event_dead_letter_queue: str
 
     @property
     def dag_id(self) -> str:
@@ -194,6 +214,8 @@ class FeedConfig:
             "rejected_prefix": self.rejected_prefix,
             "job_role": self.job_role,
             "job_definition": self.job_definition,
+            "event_queue": self.event_queue,
+            "event_dead_letter_queue": self.event_dead_letter_queue,
             "schedule": dataclasses.asdict(self.schedule),
             "import": dataclasses.asdict(self.import_),
         }
@@ -207,6 +229,7 @@ class PipelineConfig:
     batch: BatchConfig
     schedule: ScheduleConfig
     import_: ImportConfig
+    events: EventsConfig
     prices: PricesConfig
     feeds: tuple[FeedConfig, ...]
     source: str = ""
@@ -238,6 +261,7 @@ _SECTIONS: dict[str, tuple[str, type]] = {
     "batch": ("batch", BatchConfig),
     "schedule": ("schedule", ScheduleConfig),
     "import": ("import_", ImportConfig),
+    "events": ("events", EventsConfig),
     "prices": ("prices", PricesConfig),
 }
 
@@ -297,6 +321,7 @@ def _validate(config: PipelineConfig) -> None:
         raise ConfigError("pipeline config batch.attempts: AWS Batch allows 1 to 10 attempts")
     _validate_import("import", config.import_)
     _validate_schedule("schedule", config.schedule)
+    _validate_events(config.events)
     if not config.feeds:
         raise ConfigError("pipeline config feeds: no [[feeds]] declared; declare at least one feed")
     for feed in config.feeds:
@@ -334,6 +359,12 @@ def _validate_feed(config: PipelineConfig, feed: FeedConfig) -> None:
         )
     if feed.table.sort_key == feed.table.partition_key:
         raise ConfigError(f"pipeline config {where}.sort_key: must differ from the partition key")
+    for queue in (feed.event_queue, feed.event_dead_letter_queue):
+        if not SQS_QUEUE_NAME.fullmatch(queue):
+            raise ConfigError(
+                f"pipeline config {where}.event_queue: {queue!r} is not an SQS queue name (1 to 80 letters, "
+                "digits, '-' or '_')"
+            )
     if len(feed.job_role) > MAX_ROLE_NAME:
         raise ConfigError(
             f"pipeline config {where}.name: the feed's job role {feed.job_role!r} is longer than IAM's "
@@ -343,16 +374,37 @@ def _validate_feed(config: PipelineConfig, feed: FeedConfig) -> None:
     _validate_schedule(where, feed.schedule)
 
 
+def _validate_events(events: EventsConfig) -> None:
+    if not 1 <= events.long_poll_seconds <= MAX_LONG_POLL_SECONDS:
+        raise ConfigError(
+            f"pipeline config events.long_poll_seconds: SQS long polling waits 1 to {MAX_LONG_POLL_SECONDS} s"
+        )
+    if not 1 <= events.max_messages <= MAX_MESSAGES_PER_RECEIVE:
+        raise ConfigError(
+            f"pipeline config events.max_messages: SQS returns 1 to {MAX_MESSAGES_PER_RECEIVE} messages a receive"
+        )
+    if events.empty_poll_delay_seconds < 0:
+        raise ConfigError("pipeline config events.empty_poll_delay_seconds: must not be negative")
+    if not 1 <= events.max_receive_count <= 1000:
+        raise ConfigError("pipeline config events.max_receive_count: SQS allows 1 to 1000 receives")
+    if not 60 <= events.dead_letter_retention_seconds <= 1209600:
+        raise ConfigError(
+            "pipeline config events.dead_letter_retention_seconds: SQS keeps messages 60 s to 14 days"
+        )
+
+
 def _validate_feeds_apart(feeds: tuple[FeedConfig, ...]) -> None:
-    """No two feeds share a name or a table, and no landing prefix lies inside another feed's."""
-    seen_tables: dict[str, str] = {}
-    for feed in feeds:
-        other = seen_tables.setdefault(feed.table.name, feed.name)
-        if other != feed.name:
-            raise ConfigError(
-                f"pipeline config feeds.{feed.name}.table: {feed.table.name!r} is already the table of feed "
-                f"{other!r}; every feed has its own table"
-            )
+    """No two feeds share a name, a table or an event queue, and no landing prefix lies inside another feed's."""
+    for attribute, what in (("table", "table"), ("event_queue", "event queue")):
+        seen: dict[str, str] = {}
+        for feed in feeds:
+            value = feed.table.name if attribute == "table" else feed.event_queue
+            other = seen.setdefault(value, feed.name)
+            if other != feed.name:
+                raise ConfigError(
+                    f"pipeline config feeds.{feed.name}.{attribute}: {value!r} is already the {what} of feed "
+                    f"{other!r}; every feed has its own {what}"
+                )
     for feed in feeds:
         for other in feeds:
             if other is not feed and feed.landing_prefix.startswith(other.landing_prefix):
@@ -445,6 +497,7 @@ FEED_KEYS: dict[str, tuple[type, Any]] = {
     "sort_key": (str, ""),
     "sort_key_type": (str, ""),
     "import_id_index": (str, ""),
+    "event_queue": (str, ""),
 }
 
 
@@ -463,6 +516,7 @@ def _build_feed(
     batch: BatchConfig,
     schedule: ScheduleConfig,
     import_: ImportConfig,
+    events: EventsConfig,
 ) -> FeedConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"pipeline config feeds[{index}]: expected a table ([[feeds]]), got {raw!r}")
@@ -508,6 +562,7 @@ def _build_feed(
         sort_key_type=sort_key_type,
         import_id_index=own["import_id_index"],
     )
+    event_queue = own["event_queue"] or feed_resource_name(events.queue, name)
     return FeedConfig(
         name=name,
         landing_prefix=own["landing_prefix"] or f"{bucket.landing_prefix}{name}/",
@@ -518,6 +573,8 @@ def _build_feed(
         rejected_prefix=f"{bucket.rejected_prefix}{name}/",
         job_role=feed_resource_name(iam.job_role, name),
         job_definition=feed_resource_name(batch.job_definition, name),
+        event_queue=event_queue,
+        event_dead_letter_queue=f"{event_queue}{events.dead_letter_suffix}",
     )
 
 
@@ -592,6 +649,7 @@ def load_config(
             batch=built["batch"],
             schedule=built["schedule"],
             import_=built["import_"],
+            events=built["events"],
         )
         if feed.name in (seen.name for seen in feeds):
             raise ConfigError(f"pipeline config feeds[{index}].name: feed {feed.name!r} is declared twice")

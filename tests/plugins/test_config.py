@@ -162,6 +162,23 @@ def test_environment_overrides_win_and_are_typed() -> None:
         pytest.param(
             {"CSV_IMPORT__TABLE__NAME": "old"}, r"\[table\].*CSV_IMPORT__TABLE__NAME", id="retired-table-env"
         ),
+        pytest.param(
+            {"CSV_IMPORT__EVENTS__LONG_POLL_SECONDS": "21"}, "events.long_poll_seconds", id="long-poll"
+        ),
+        pytest.param({"CSV_IMPORT__EVENTS__MAX_MESSAGES": "11"}, "events.max_messages", id="max-messages"),
+        pytest.param(
+            {"CSV_IMPORT__FEEDS__ORDERS__EVENT_QUEUE": "orders.fifo!"},
+            "feeds.orders.event_queue",
+            id="queue-name",
+        ),
+        pytest.param(
+            {
+                "CSV_IMPORT__FEEDS__ORDERS__EVENT_QUEUE": "shared",
+                "CSV_IMPORT__FEEDS__SENSOR_READINGS__EVENT_QUEUE": "shared",
+            },
+            r"event_queue: 'shared' is already the event queue of feed 'orders'",
+            id="shared-queue",
+        ),
     ],
 )
 def test_bad_values_are_refused_by_name(env: dict[str, str], message: str) -> None:
@@ -368,3 +385,33 @@ def test_python_m_config_exits_2_with_the_error_on_an_invalid_config() -> None:
     assert printed.returncode == 2
     assert printed.stdout == ""
     assert "feeds.orders.partition_key_type" in printed.stderr
+
+
+def test_each_feed_has_its_own_event_queue_named_from_the_config() -> None:
+    shipped = load_config(environ={})
+    queues = {feed.name: (feed.event_queue, feed.event_dead_letter_queue) for feed in shipped.feeds}
+    assert queues == {
+        feed.name: (f"{shipped.events.queue}-{feed.name}", f"{shipped.events.queue}-{feed.name}-dlq")
+        for feed in shipped.feeds
+    }
+
+    renamed = load_config(
+        environ={
+            "CSV_IMPORT__EVENTS__QUEUE": "landing-events",
+            "CSV_IMPORT__EVENTS__DEAD_LETTER_SUFFIX": "-dead",
+            "CSV_IMPORT__FEEDS__ORDERS__EVENT_QUEUE": "orders-prod-events",
+        }
+    )
+    assert renamed.feed("orders").event_queue == "orders-prod-events"
+    assert renamed.feed("orders").event_dead_letter_queue == "orders-prod-events-dead"
+    assert renamed.feed("sensor_readings").event_queue == "landing-events-sensor_readings"
+
+
+def test_shipped_event_polling_verifies_a_small_file_within_two_minutes() -> None:
+    """The trigger's worst wait (one empty-poll pause, then a receive that answers at once) leaves room for the
+    scheduler, Batch polling and the job within the two minutes a landed small file may take."""
+    shipped = load_config(environ={})
+    for feed in shipped.feeds:
+        worst_wait = shipped.events.empty_poll_delay_seconds + feed.import_.poll_interval_seconds
+        assert worst_wait <= 60, feed.name
+    assert 1 <= shipped.events.long_poll_seconds <= 20
