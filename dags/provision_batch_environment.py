@@ -14,6 +14,8 @@ described in `include/config/pipeline.toml` (plus `CSV_IMPORT__...` environment 
 | `<feed>.ensure_table` | the feed's DynamoDB table: on demand, its keys, PITR, the opt-in `importId` index (`import_id_index`) |
 | `<feed>.ensure_job_role` | the feed's IAM role: only its landing prefix, its bookkeeping prefixes, its table |
 | `<feed>.ensure_job_definition` | the feed's job definition, a new revision only when its content changed |
+| `<feed>.ensure_event_queue` | the feed's SQS queue of landing events: dead-letter queue, redrive policy, only the bucket may send |
+| `ensure_event_notifications` | the bucket's `s3:ObjectCreated:*` notification per feed (its landing prefix to its queue), merged with the bucket's other notifications |
 | `report_unconfigured_feeds` | logs feeds provisioned before but no longer configured (left alone) |
 | `summarize` | XCom `{resource: created / updated / unchanged}`, feed resources as `<feed>.<resource>` |
 
@@ -33,6 +35,8 @@ from batch_import.provisioning.batch import FARGATE_TYPES, job_environment_from_
 from batch_import.provisioning_operators import (
     EnsureBucketOperator,
     EnsureComputeEnvironmentOperator,
+    EnsureEventNotificationsOperator,
+    EnsureEventQueueOperator,
     EnsureExecutionRoleOperator,
     EnsureInstanceProfileOperator,
     EnsureInstanceRoleOperator,
@@ -89,8 +93,11 @@ with DAG(
     )
     ensure_tasks = [bucket, execution_role, log_group, compute_environment, job_queue]
 
+    event_queues = []
     for feed in config.feeds:
-        with TaskGroup(group_id=feed.name, tooltip=f"feed {feed.name}: table, job role, job definition"):
+        with TaskGroup(
+            group_id=feed.name, tooltip=f"feed {feed.name}: table, job role, job definition, event queue"
+        ):
             table = EnsureTableOperator(
                 task_id="ensure_table",
                 feed=feed.name,
@@ -131,7 +138,27 @@ with DAG(
                 **aws,
             )
             [job_role, execution_role, log_group] >> job_definition
-        ensure_tasks += [table, job_role, job_definition]
+            event_queue = EnsureEventQueueOperator(
+                task_id="ensure_event_queue",
+                feed=feed.name,
+                queue_name=feed.event_queue,
+                dead_letter_queue_name=feed.event_dead_letter_queue,
+                bucket_name=config.bucket.name,
+                max_receive_count=config.events.max_receive_count,
+                dead_letter_retention_seconds=config.events.dead_letter_retention_seconds,
+                **aws,
+            )
+        event_queues.append(event_queue)
+        ensure_tasks += [table, job_role, job_definition, event_queue]
+
+    event_notifications = EnsureEventNotificationsOperator(
+        task_id="ensure_event_notifications",
+        bucket_name=config.bucket.name,
+        feed_queues=[(feed.event_queue, feed.landing_prefix) for feed in config.feeds],
+        **aws,
+    )
+    [bucket, *event_queues] >> event_notifications
+    ensure_tasks.append(event_notifications)
 
     if uses_instances:
         instance_role = EnsureInstanceRoleOperator(

@@ -23,6 +23,7 @@ from batch_import.provisioning import dynamodb as dynamodb_resources
 from batch_import.provisioning import iam as iam_resources
 from batch_import.provisioning import logs as logs_resources
 from batch_import.provisioning import s3 as s3_resources
+from batch_import.provisioning import sqs as sqs_resources
 from batch_import.provisioning.feeds import find_unconfigured_feeds
 from batch_import.provisioning.hook import ProvisioningHook
 from batch_import.provisioning.outcome import summary_key
@@ -398,6 +399,74 @@ class EnsureJobDefinitionOperator(EnsureResourceOperator):
         )
         return batch_resources.ensure_job_definition(
             hook.client_for("batch"), name=self.job_definition_name, content=content
+        )
+
+
+class EnsureEventQueueOperator(EnsureResourceOperator):
+    """A feed's SQS event queue: dead-letter queue, redrive policy, a policy admitting only the bucket's S3 events."""
+
+    template_fields: Sequence[str] = aws_template_fields(
+        "queue_name", "dead_letter_queue_name", "bucket_name"
+    )
+
+    def __init__(
+        self,
+        *,
+        queue_name: str,
+        dead_letter_queue_name: str,
+        bucket_name: str,
+        max_receive_count: int,
+        dead_letter_retention_seconds: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.queue_name = queue_name
+        self.dead_letter_queue_name = dead_letter_queue_name
+        self.bucket_name = bucket_name
+        self.max_receive_count = max_receive_count
+        self.dead_letter_retention_seconds = dead_letter_retention_seconds
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        return sqs_resources.ensure_event_queue(
+            hook.client_for("sqs"),
+            hook.describe_account(),
+            queue_name=self.queue_name,
+            dead_letter_queue_name=self.dead_letter_queue_name,
+            bucket_name=self.bucket_name,
+            max_receive_count=self.max_receive_count,
+            dead_letter_retention_seconds=self.dead_letter_retention_seconds,
+        )
+
+
+class EnsureEventNotificationsOperator(EnsureResourceOperator):
+    """The bucket's ObjectCreated notifications, each feed's landing prefix to its queue, merged in one task.
+
+    One task for all feeds: S3 replaces the bucket's notification configuration as a whole, so per-feed tasks
+    running side by side would overwrite each other's read-modify-write.
+
+    :param feed_queues: ``[(queue name, landing prefix), ...]``, one per feed; the queue name is also the
+        notification's configuration Id
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("bucket_name")
+
+    def __init__(self, *, bucket_name: str, feed_queues: Sequence[Sequence[str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bucket_name = bucket_name
+        self.feed_queues = feed_queues
+
+    def ensure(self, hook: ProvisioningHook) -> ProvisionResult:
+        account = hook.describe_account()
+        notifications = [
+            s3_resources.QueueNotification(
+                configuration_id=queue_name,
+                queue_arn=sqs_resources.queue_arn(account, queue_name),
+                prefix=landing_prefix,
+            )
+            for queue_name, landing_prefix in self.feed_queues
+        ]
+        return s3_resources.ensure_event_notifications(
+            hook.client_for("s3"), bucket_name=self.bucket_name, notifications=notifications
         )
 
 

@@ -16,13 +16,12 @@ from botocore.client import BaseClient
 
 from batch_import.config import load_config
 from tests.fixtures.feeds import first_feed
+from tests.fixtures.provisioning import FEED_RESOURCES, SHARED_RESOURCES
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "provision_batch_environment.py"
 DAG_ID = "provision_batch_environment"
 READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Head")
 SHIPPED = load_config(environ={})
-SHARED_RESOURCES = ("bucket", "execution_role", "log_group", "compute_environment", "job_queue")
-FEED_RESOURCES = ("table", "job_role", "job_definition")
 FARGATE_RESOURCES = SHARED_RESOURCES + tuple(
     f"{feed.name}.{resource}" for feed in SHIPPED.feeds for resource in FEED_RESOURCES
 )
@@ -202,6 +201,9 @@ def test_dependencies_follow_the_resources(monkeypatch: pytest.MonkeyPatch) -> N
             "ensure_execution_role",
             "ensure_log_group",
         }
+    assert upstream("ensure_event_notifications") == {"ensure_bucket"} | {
+        f"{feed.name}.ensure_event_queue" for feed in SHIPPED.feeds
+    }
     assert upstream("report_unconfigured_feeds") == set()
     assert upstream("summarize") == {task.task_id for task in dag.tasks} - {
         "summarize",

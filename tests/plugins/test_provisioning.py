@@ -28,6 +28,8 @@ from batch_import.provisioning.feeds import find_unconfigured_feeds
 from batch_import.provisioning.hook import ProvisioningHook
 from batch_import.provisioning_operators import EnsureResourceOperator
 from tests.fixtures.feeds import THREE_FEEDS, first_feed, write_feeds_config
+from tests.fixtures.provisioning import FEED_RESOURCES
+from tests.fixtures.provisioning import SHARED_RESOURCES as SHARED_RESOURCE_NAMES
 from tests.plugins.test_import_verification import create_table_with_the_old_import_slot_index
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "provision_batch_environment.py"
@@ -137,6 +139,7 @@ def aws(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
         "BATCH__COMPUTE_ENVIRONMENT",
         "BATCH__JOB_QUEUE",
         "BATCH__JOB_DEFINITION",
+        "EVENTS__QUEUE",
     ):
         monkeypatch.setenv(
             f"CSV_IMPORT__{key}", f"csv-import-test-{suffix}-{key.split('__')[1].lower()}".replace("_", "-")
@@ -185,8 +188,7 @@ def actions(results: Mapping[str, ProvisionResult]) -> dict[str, str]:
     return {key: result.action for key, result in results.items()}
 
 
-SHARED_RESOURCES = {"bucket", "execution_role", "log_group", "compute_environment", "job_queue"}
-FEED_RESOURCES = ("table", "job_role", "job_definition")
+SHARED_RESOURCES = set(SHARED_RESOURCE_NAMES)
 
 
 def feed_resources(*feed_names: str) -> set[str]:
@@ -784,20 +786,35 @@ def test_a_feed_added_to_the_config_is_provisioned_without_touching_the_others(
 
     expected = dict.fromkeys(SHARED_RESOURCES | feed_resources(*(f.name for f in existing)), "unchanged")
     expected.update(dict.fromkeys(feed_resources(added.name), "created"))
+    expected.update(event_notifications="updated")
     assert actions(results) == expected
     mutating = hook.mutating_calls()
     assert mutating, "the added feed must be created"
-    # Every mutating call names the added feed's table, role or job definition, and nothing of the others.
-    own_names = {added.table.name, added.job_role, added.job_definition}
+    # Every mutating call names the added feed's table, role, job definition or queues (or the bucket's
+    # notifications, which gain the added feed's), and nothing of the others.
+    own_names = {
+        added.table.name,
+        added.job_role,
+        added.job_definition,
+        added.event_queue,
+        added.event_dead_letter_queue,
+        after.config.bucket.name,
+    }
     for service, operation, params in hook.calls:
         if operation.startswith(READ_ONLY_PREFIXES):
             continue
-        named = {params.get(key) for key in ("TableName", "RoleName", "jobDefinitionName")} - {None}
+        keys = ("TableName", "RoleName", "jobDefinitionName", "QueueName", "Bucket")
+        named = {params.get(key) for key in keys} - {None}
         assert named, (service, operation, params)
         assert named <= own_names, (service, operation, params)
-    assert {"CreateTable", "CreateRole", "PutRolePolicy", "RegisterJobDefinition"} <= {
-        op for _, op in mutating
-    }
+    assert {
+        "CreateTable",
+        "CreateRole",
+        "PutRolePolicy",
+        "RegisterJobDefinition",
+        "CreateQueue",
+        "PutBucketNotificationConfiguration",
+    } <= {op for _, op in mutating}
 
     again, hook = provision(load_dag(monkeypatch))
     assert set(actions(again).values()) == {"unchanged"}

@@ -1,8 +1,13 @@
-"""The landing bucket: exists, public access blocked, default encryption on. Never deleted or emptied."""
+"""The landing bucket: exists, public access blocked, default encryption on, the feeds' event notifications.
+
+Never deleted or emptied; notifications someone else configured on the bucket are kept.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -131,3 +136,83 @@ def _algorithm(rule: dict[str, Any] | None) -> str:
     default = rule.get("ApplyServerSideEncryptionByDefault", {})
     key = default.get("KMSMasterKeyID")
     return f"{default.get('SSEAlgorithm')}({key})" if key else str(default.get("SSEAlgorithm"))
+
+
+NOTIFICATIONS_RESOURCE = "event_notifications"
+CREATED_EVENTS = ["s3:ObjectCreated:*"]
+# Sections of a bucket's notification configuration; all are sent back on a Put (S3 replaces the whole).
+_NOTIFICATION_SECTIONS = (
+    "TopicConfigurations",
+    "QueueConfigurations",
+    "LambdaFunctionConfigurations",
+    "EventBridgeConfiguration",
+)
+
+
+@dataclass(frozen=True)
+class QueueNotification:
+    """One feed's notification: ObjectCreated events for keys under ``prefix`` to the queue ``queue_arn``.
+
+    ``configuration_id`` names it in the bucket's configuration, so a later run finds and merges it.
+    """
+
+    configuration_id: str
+    queue_arn: str
+    prefix: str
+
+    def as_configuration(self) -> dict[str, Any]:
+        return {
+            "Id": self.configuration_id,
+            "QueueArn": self.queue_arn,
+            "Events": list(CREATED_EVENTS),
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": self.prefix}]}},
+        }
+
+
+def ensure_event_notifications(
+    s3_client: Any, *, bucket_name: str, notifications: Sequence[QueueNotification]
+) -> ProvisionResult:
+    """Merge the feeds' queue notifications into the bucket's configuration; no Put when nothing differs.
+
+    S3's PutBucketNotificationConfiguration replaces the configuration as a whole, so the current one is read
+    first and every configuration whose Id is not one of ours (someone else's topics, queues, functions,
+    EventBridge) is sent back unchanged. Ours are matched by Id and replaced where they differ.
+    """
+    current = s3_client.get_bucket_notification_configuration(Bucket=bucket_name)
+    configuration = {name: current[name] for name in _NOTIFICATION_SECTIONS if name in current}
+    existing = {queue["Id"]: queue for queue in configuration.get("QueueConfigurations", []) if "Id" in queue}
+    changes: list[str] = []
+    # "created" when none of ours was there yet (a first provisioning), else "updated" with what differs.
+    created = not any(notification.configuration_id in existing for notification in notifications)
+    for notification in notifications:
+        wanted = notification.as_configuration()
+        had = existing.get(notification.configuration_id)
+        if had is None:
+            changes.append(f"{notification.configuration_id}: {notification.prefix} -> queue added")
+        elif _comparable_notification(had) != _comparable_notification(wanted):
+            changes.append(f"{notification.configuration_id}: {notification.prefix} -> queue updated")
+    if not changes:
+        return ProvisionResult.from_changes(NOTIFICATIONS_RESOURCE, bucket_name, created=False, changes=())
+    ours = {notification.configuration_id for notification in notifications}
+    configuration["QueueConfigurations"] = [
+        queue for queue in configuration.get("QueueConfigurations", []) if queue.get("Id") not in ours
+    ] + [notification.as_configuration() for notification in notifications]
+    s3_client.put_bucket_notification_configuration(
+        Bucket=bucket_name, NotificationConfiguration=configuration
+    )
+    log.info("S3 bucket %s: event notifications set (%s)", bucket_name, "; ".join(changes))
+    return ProvisionResult.from_changes(
+        NOTIFICATIONS_RESOURCE, bucket_name, created=created, changes=() if created else changes
+    )
+
+
+def _comparable_notification(
+    queue: Mapping[str, Any],
+) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Queue, sorted events and filter rules (names in lower case: S3 answers ``Prefix`` or ``prefix``)."""
+    rules = queue.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+    return (
+        str(queue.get("QueueArn", "")),
+        tuple(sorted(queue.get("Events", []))),
+        tuple(sorted((str(rule["Name"]).lower(), str(rule["Value"])) for rule in rules)),
+    )
