@@ -7,8 +7,8 @@ operators, thick hooks; the hooks keep no per-run state, the operators keep ``jo
   a retry reattaches to (:meth:`~ImportJobHook.find_submitted_job`) and reads the exit codes of a failed job
   or of the failed children of an array job (:meth:`~ImportJobHook.failed_exit_codes`).
 * :class:`DynamoDBClientHook`: a plain low-level ``dynamodb`` client for counting an import's items.
-* :func:`requested_file`, :func:`landed_files`, :func:`split_verified`: the files a run imports (the one
-  ``s3_key`` or the partition's), minus those already verified.
+* :func:`requested_file`, :func:`landed_files`, :func:`event_files`, :func:`split_verified`: the files a
+  run imports (the one ``s3_key``, those its events name, or the partition's), minus those already verified.
 * :func:`describe_manifests`: the manifests' counts of an import, for the final failure message.
 * :func:`verify_until_settled`: counts again while the verification index settles.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -150,6 +150,17 @@ def landed_files(
         return [requested_file(s3_client, s3_key, bucket_name=bucket_name, landing_prefix=landing_prefix)]
     prefix = files.partition_prefix(landing_prefix, date())
     return files.list_partition(s3_client, bucket_name=bucket_name, prefix=prefix)
+
+
+def event_files(s3_client: S3Client, keys: Sequence[str], *, bucket_name: str) -> list[files.LandedFile]:
+    """The landed objects of keys named by events (already confined); a key gone since is logged and left out."""
+    landed: list[files.LandedFile] = []
+    for key in keys:
+        try:
+            landed.append(files.describe_landed_file(s3_client, bucket_name=bucket_name, key=key))
+        except files.LandingKeyError as err:
+            log.info("Not importing a file named by an event: %s", err)
+    return landed
 
 
 def split_verified(

@@ -6,8 +6,10 @@ verification-loop logic live in :mod:`batch_import.hooks`, the planning in :mod:
 counting in :mod:`batch_import.verification`.
 
 * :class:`LandingFileSensor` (``S3KeySensor``): waits for a ``.csv``/``.csv.gz`` in the run's partition, or
-  checks the one ``s3_key`` of a UI run without waiting; a timeout skips the run, naming the date.
-* :class:`ListLandedFilesOperator`: the partition's files (or the one ``s3_key``) as import plans.
+  checks the one ``s3_key`` of a UI run without waiting; a timeout skips the run, naming the date. A run
+  started by landing events does not wait either.
+* :class:`ListLandedFilesOperator`: the partition's files (or the one ``s3_key``, or the files a run's
+  landing events name) as import plans.
 * :class:`BatchSubmitOperator` (``BatchOperator`` over :class:`~batch_import.hooks.ImportJobHook`):
   reattaches to the job already submitted for this run and file on a retry; classifies failures by the
   job's exit code.
@@ -34,13 +36,14 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from batch_import import files
+from batch_import import events, files
 from batch_import.cost import S3CallCounter, import_cost
 from batch_import.hooks import (
     NON_RETRYABLE_EXIT_CODES,
     DynamoDBClientHook,
     ImportJobHook,
     describe_manifests,
+    event_files,
     landed_files,
     requested_file,
     split_verified,
@@ -67,6 +70,9 @@ __all__ = [
 ]
 
 
+ASSET_TRIGGERED_RUN = "asset_triggered"
+
+
 def _params(context: Context) -> dict[str, Any]:
     return dict(context.get("params") or {})
 
@@ -75,6 +81,15 @@ def requested_s3_key(context: Context) -> str | None:
     """The ``s3_key`` param of a run (None or empty for a scheduled partition run)."""
     value = _params(context).get("s3_key")
     return value or None
+
+
+def started_by_events(context: Context) -> bool:
+    """Whether the run was created by its landing events (the feed's AssetWatcher), not the timetable or a user.
+
+    Such a run has no logical date (so no ``ds``): its files are the ones its events name.
+    """
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return getattr(run_type, "value", run_type) == ASSET_TRIGGERED_RUN
 
 
 def has_landed_csv(landed: list[dict[str, Any]]) -> bool:
@@ -114,6 +129,9 @@ class LandingFileSensor(S3KeySensor):
         if s3_key is not None:
             self._check_requested_key(s3_key)
             return
+        if started_by_events(context):
+            self.log.info("Run started by landing events: importing the files they name; not waiting")
+            return
         date = files.partition_date(context)
         self.bucket_key = f"{files.partition_prefix(self.landing_prefix, date)}*"
         try:
@@ -140,7 +158,8 @@ class LandingFileSensor(S3KeySensor):
 class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
     """List the files of the run (its partition, or the one ``s3_key``) as import plans for task mapping.
 
-    Files whose import is already verified are left out unless the ``reprocess`` param is set. Returns a
+    A run started by landing events imports exactly the files its events name
+    (:func:`batch_import.events.landed_keys_from_events`), the one ``s3_key`` still first. Files whose import is already verified are left out unless the ``reprocess`` param is set. Returns a
     list of :class:`batch_import.files.ImportPlan` (the ``expand_kwargs`` of ``import_file``/``verify_file``).
 
     :param bucket_name: the landing bucket (templated)
@@ -180,14 +199,18 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
     def execute(self, context: Context) -> list[files.ImportPlan]:
         params = _params(context)
         s3_client = self.hook.conn
+        s3_key = requested_s3_key(context)
         try:
-            landed = landed_files(
-                s3_client,
-                bucket_name=self.bucket_name,
-                landing_prefix=self.landing_prefix,
-                s3_key=requested_s3_key(context),
-                date=lambda: files.partition_date(context),
-            )
+            if s3_key is None and started_by_events(context):
+                landed = self._event_files(s3_client, context)
+            else:
+                landed = landed_files(
+                    s3_client,
+                    bucket_name=self.bucket_name,
+                    landing_prefix=self.landing_prefix,
+                    s3_key=s3_key,
+                    date=lambda: files.partition_date(context),
+                )
         except files.LandingKeyError as err:
             raise AirflowFailException(str(err)) from err
         ratio = params.get("max_reject_ratio")
@@ -228,6 +251,16 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
                 f"Nothing to import: {len(landed)} file(s) found, all already verified"
             )
         return plans
+
+    def _event_files(self, s3_client: Any, context: Context) -> list[files.LandedFile]:
+        extras = events.event_extras(context.get("triggering_asset_events"))
+        keys = events.landed_keys_from_events(
+            extras, bucket_name=self.bucket_name, landing_prefix=self.landing_prefix
+        )
+        self.log.info(
+            "Run started by %d landing event(s) naming %d file(s) to import: %s", len(extras), len(keys), keys
+        )
+        return event_files(s3_client, keys, bucket_name=self.bucket_name)
 
 
 class BatchSubmitOperator(BatchOperator):

@@ -96,11 +96,26 @@ def test_tags_retries_and_docs(dag_bag: Any, dag_id: str) -> None:
 
 @pytest.mark.parametrize("feed_name", SHIPPED.feed_names)
 def test_import_dag_schedule_and_wiring(dag_bag: Any, feed_name: str) -> None:
-    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable
+
+    from batch_import.event_trigger import LandingEventsTrigger
 
     feed = SHIPPED.feed(feed_name)
     dag = dag_bag.dags[feed.dag_id]
-    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    # Scheduled on the feed's landing events or its timetable.
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert isinstance(dag.timetable.timetable, CronDataIntervalTimetable)
+    landed = dag.timetable.asset_condition
+    (watcher,) = landed.watchers
+    assert isinstance(watcher.trigger, LandingEventsTrigger)
+    classpath, kwargs = watcher.trigger.serialize()
+    assert classpath == "batch_import.event_trigger.LandingEventsTrigger"
+    assert "sqs_queue" not in kwargs, "no queue URL at parse time: the trigger asks for it by name"
+    assert (kwargs["queue_name"], kwargs["wait_time_seconds"], kwargs["waiter_delay"]) == (
+        feed.event_queue,
+        SHIPPED.events.long_poll_seconds,
+        SHIPPED.events.empty_poll_delay_seconds,
+    )
     assert dag.catchup is feed.schedule.catchup
     assert dag.max_active_runs == feed.schedule.max_active_runs >= 2
     sensor = dag.get_task("wait_for_files")

@@ -37,6 +37,7 @@ from csv_importer.import_id import derive_import_id
 from csv_importer.importer import run_import
 from csv_importer.settings import ImportSettings as JobSettings
 from tests.e2e.conftest import csv_text
+from tests.plugins.test_events import event, message, record
 from tests.plugins.test_hooks import IMPORT_ID, JOB_NAME, QUEUE, REGION, batch_job, write_manifests
 from tests.plugins.test_import_files import BUCKET, LANDING, settings
 from tests.plugins.test_import_verification import HEADER, KEY_SCHEMA, TABLE, rows
@@ -69,6 +70,24 @@ def context(**params: Any) -> dict[str, Any]:
         "ti": mock.MagicMock(),
         "task_instance": mock.MagicMock(),
     }
+
+
+def event_context(*keys: str) -> dict[str, Any]:
+    """A run started by landing events: no logical date (so no ``ds``), its files in its asset events."""
+    from airflow.utils.types import DagRunType
+
+    run_after = datetime(2026, 3, 9, 10, 30, tzinfo=UTC)
+    run = context()
+    del run["logical_date"]
+    run["run_id"] = f"asset_triggered__{run_after.isoformat()}"
+    run["dag_run"] = SimpleNamespace(
+        logical_date=None, run_after=run_after, run_type=DagRunType.ASSET_TRIGGERED
+    )
+    half = len(keys) // 2  # two asset events, as a run that consumed several
+    run["triggering_asset_events"] = {
+        "landed": [event(message(*map(record, keys[:half]))), event(message(*map(record, keys[half:])))]
+    }
+    return run
 
 
 def land(aws: SimpleNamespace, key: str, body: str = "id,amount\nk1,1\n") -> LandedFile:
@@ -145,6 +164,10 @@ class TestLandingFileSensor:
         ]
         assert derived == []
         assert task.landing_prefix == template
+
+    def test_a_run_started_by_events_does_not_wait(self, aws: SimpleNamespace) -> None:
+        # Nothing in any partition: a wait would skip the run; its files come from its events.
+        assert sensor().execute(event_context(f"{LANDING}{DATE}/a.csv")) is None
 
     def test_a_rendered_landing_prefix_is_the_one_waited_on(self, aws: SimpleNamespace) -> None:
         land(aws, f"landing/{DATE}/orders.csv")
@@ -244,6 +267,29 @@ class TestListLandedFilesOperator:
     ) -> None:
         with pytest.raises(AirflowFailException, match=reason):
             list_files().execute(context(s3_key=s3_key))
+
+    def test_a_run_started_by_events_imports_exactly_the_files_they_name(self, aws: SimpleNamespace) -> None:
+        first = land(aws, f"{LANDING}2026-03-09/a.csv")
+        second = land(aws, f"{LANDING}2026-03-08/late b.csv.gz")
+        land(aws, f"{LANDING}2026-03-09/not-named.csv")  # in the partition, but no event names it
+        verified = land(aws, f"{LANDING}2026-03-09/done.csv")
+        mark_verified(aws, verified)
+        named = [
+            first["key"],
+            f"{LANDING}2026-03-09/deleted-since.csv",
+            verified["key"],
+            second["key"],
+            "x/y.csv",
+        ]
+
+        plans = list_files().execute(event_context(*named))
+
+        assert [plan["s3_key"] for plan in plans] == [first["key"], second["key"]]
+        assert [plan["etag"] for plan in plans] == [first["etag"], second["etag"]]
+
+    def test_a_run_whose_events_name_nothing_to_import_skips(self, aws: SimpleNamespace) -> None:
+        with pytest.raises(AirflowSkipException, match="Nothing to import: 0 file"):
+            list_files().execute(event_context("elsewhere/a.csv"))
 
 
 # --- BatchSubmitOperator -------------------------------------------------------------------------------
