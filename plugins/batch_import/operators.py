@@ -35,6 +35,7 @@ from airflow.sdk.exceptions import (
     AirflowSensorTimeout,
     AirflowSkipException,
 )
+from airflow.utils.types import DagRunType
 
 from batch_import import events, files
 from batch_import.cost import S3CallCounter, import_cost
@@ -70,9 +71,6 @@ __all__ = [
 ]
 
 
-ASSET_TRIGGERED_RUN = "asset_triggered"
-
-
 def _params(context: Context) -> dict[str, Any]:
     return dict(context.get("params") or {})
 
@@ -89,7 +87,7 @@ def started_by_events(context: Context) -> bool:
     Such a run has no logical date (so no ``ds``): its files are the ones its events name.
     """
     run_type = getattr(context.get("dag_run"), "run_type", None)
-    return getattr(run_type, "value", run_type) == ASSET_TRIGGERED_RUN
+    return getattr(run_type, "value", run_type) == DagRunType.ASSET_TRIGGERED.value
 
 
 def has_landed_csv(landed: list[dict[str, Any]]) -> bool:
@@ -159,8 +157,9 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
     """List the files of the run (its partition, or the one ``s3_key``) as import plans for task mapping.
 
     A run started by landing events imports exactly the files its events name
-    (:func:`batch_import.events.landed_keys_from_events`), the one ``s3_key`` still first. Files whose import is already verified are left out unless the ``reprocess`` param is set. Returns a
-    list of :class:`batch_import.files.ImportPlan` (the ``expand_kwargs`` of ``import_file``/``verify_file``).
+    (:func:`batch_import.events.landed_keys_from_events`); an ``s3_key`` still comes first. Files whose import
+    is already verified are left out unless the ``reprocess`` param is set. Returns a list of
+    :class:`batch_import.files.ImportPlan` (the ``expand_kwargs`` of ``import_file``/``verify_file``).
 
     :param bucket_name: the landing bucket (templated)
     :param landing_prefix: e.g. ``incoming/`` (templated)
