@@ -15,14 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from batch_import.config import FeedConfig, PipelineConfig, load_config
-from include.airflow_standalone import AirflowRestClient, AirflowStandalone, local_aws_connection
-from include.demo import PROVISION_DAG_ID
-from include.demo.local_endpoint import LocalEndpointProcess
+from batch_import.config import FeedConfig, PipelineConfig
+from include.airflow_standalone import AirflowRestClient, AirflowStandalone
 from include.demo.sample_files import SampleFile, sample_week
+from include.demo.stack import ProvisionedStack, provisioned_stack
 from tests.fixtures.feeds import first_feed
 
 CHROMIUM = Path(os.environ.get("UI_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -39,7 +37,6 @@ HEADLESS_FLAGS = (
     "--disable-sync",
     "--window-size=1400,1000",
 )
-LOCAL_CREDENTIALS = "local"
 UI_SETTINGS = {
     "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "2",
 }
@@ -79,6 +76,7 @@ class RunningStack:
     endpoint_url: str
     config: PipelineConfig
     landed: SampleFile
+    provisioned: ProvisionedStack
 
     @property
     def feed(self) -> FeedConfig:
@@ -86,59 +84,31 @@ class RunningStack:
         return first_feed(self.config)
 
     def s3_client(self) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name=self.config.aws.region,
-            aws_access_key_id=LOCAL_CREDENTIALS,
-            aws_secret_access_key=LOCAL_CREDENTIALS,
-        )
+        return self.provisioned.aws("s3")
 
 
 @pytest.fixture(scope="module")
 def running_stack(
     chromium_paths: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningStack]:
-    home = tmp_path_factory.mktemp("ui-stack")
-    env = {**os.environ, **UI_SETTINGS}
-    config = load_config(environ=env)
-    endpoint = LocalEndpointProcess(log_path=home / "local_aws.log", extra_env=UI_SETTINGS)
-    standalone: AirflowStandalone | None = None
-    try:
-        endpoint.start()
-        standalone = AirflowStandalone(
-            airflow_home=home / "airflow_home",
-            aws_connection=local_aws_connection(endpoint_url=endpoint.url, region_name=config.aws.region),
-            extra_env=UI_SETTINGS,
-            log_path=home / "airflow.log",
-        )
-        standalone.start()
-        client = standalone.client()
-        for dag_id in (PROVISION_DAG_ID, *(feed.dag_id for feed in config.feeds)):
-            client.wait_for_dag(dag_id)
-        run = client.trigger(PROVISION_DAG_ID, logical_date=None)
-        (provisioned,) = client.wait_for_runs(PROVISION_DAG_ID, [run["dag_run_id"]], timeout=300)
-        assert provisioned["state"] == "success", (
-            f"{PROVISION_DAG_ID} ended {provisioned['state']}; see {home}"
-        )
-        # A date no scheduled run covers (catchup is off), so only the browser's trigger imports the file.
+    with provisioned_stack(tmp_path_factory.mktemp("ui-stack"), UI_SETTINGS) as provisioned:
+        config = provisioned.config
+        # A date no scheduled run covers (catchup is off), landed without an S3 event: only the browser's
+        # trigger imports the file.
         day = datetime.now(UTC).date() - timedelta(days=40)
         sample = sample_week(
             first_date=day, landing_prefix=first_feed(config).landing_prefix, large_file_rows=10
         )[0]
         stack = RunningStack(
-            standalone=standalone,
-            client=client,
-            endpoint_url=endpoint.url,
+            standalone=provisioned.standalone,
+            client=provisioned.client,
+            endpoint_url=provisioned.endpoint_url,
             config=config,
             landed=sample,
+            provisioned=provisioned,
         )
-        stack.s3_client().put_object(Bucket=config.bucket.name, Key=sample.key, Body=sample.body)
+        provisioned.land_without_event(sample.key, sample.body)
         yield stack
-    finally:
-        if standalone is not None:
-            standalone.stop()
-        endpoint.stop()
 
 
 @pytest.fixture
