@@ -20,6 +20,7 @@ import boto3
 
 from batch_import import files
 from batch_import.config import FeedConfig, PipelineConfig, load_config
+from csv_importer.import_id import derive_import_id
 from include.airflow_standalone import (
     AirflowRestClient,
     AirflowStandalone,
@@ -42,7 +43,11 @@ DEMO_SETTINGS = {
     "CSV_IMPORT__IMPORT__SHARD_TARGET_BYTES": str(256 * 1024),
     "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "2",
     "CSV_IMPORT__SCHEDULE__SENSOR_POKE_SECONDS": "10",
+    # The landing-events trigger asks its queue again 1 s after an empty receive (shipped: 30 s).
+    "CSV_IMPORT__EVENTS__EMPTY_POLL_DELAY_SECONDS": "1",
+    "CSV_IMPORT__EVENTS__LONG_POLL_SECONDS": "5",
 }
+EVENT_FILE_TIMEOUT = 300.0  # seconds the demo waits for the file it lands for today to be verified
 # --executor: the embedded default (airflow standalone) or the production engine (include/celery_stack).
 EXECUTORS = ("local", "celery")
 DEMO_MAX_REJECT_RATIO = 0.05  # the backfill's dag_run_conf: the file with three bad rows stays under it
@@ -155,6 +160,7 @@ def run_demo(arguments: argparse.Namespace) -> int:
             client.wait_for_dag(dag_id)
         provision(client, started)
         samples = land_week(config, endpoint.url, arguments.large_file_rows, started)
+        drop_landing_events(config, endpoint.url, started)
         runs = backfill_week(client, config, samples, arguments.timeout, started)
         if isinstance(standalone, CeleryStack):
             counts = task_instances_by_host(client, runs)
@@ -163,6 +169,7 @@ def run_demo(arguments: argparse.Namespace) -> int:
                 "task instances per worker (their hostname in the REST API): %s",
                 ", ".join(f"{host} {count}" for host, count in sorted(counts.items())) or "none",
             )
+        land_for_today(client, config, endpoint.url, arguments.large_file_rows, started)
         outcomes = summarise(config, endpoint.url, samples)
         print("\n" + format_table(outcomes) + "\n", flush=True)
         if arguments.summary_json is not None:
@@ -204,7 +211,8 @@ def provision(client: AirflowRestClient, started: float) -> None:
         )
     _say(
         started,
-        "provisioned (bucket, Batch compute environment and queue; per feed: table, job role, job definition)",
+        "provisioned (bucket, Batch compute environment and queue; per feed: table, job role, job definition, "
+        "event queue and the bucket's notification to it)",
     )
 
 
@@ -217,8 +225,12 @@ def _failed_tasks(client: AirflowRestClient, run: Mapping[str, str]) -> str:
 
 
 def _s3_client(config: PipelineConfig, endpoint_url: str) -> Any:
+    return _client("s3", config, endpoint_url)
+
+
+def _client(service_name: str, config: PipelineConfig, endpoint_url: str) -> Any:
     return boto3.client(
-        "s3",
+        service_name,
         endpoint_url=endpoint_url,
         region_name=config.aws.region,
         aws_access_key_id=LOCAL_CREDENTIALS,
@@ -261,6 +273,76 @@ def land_week(
             f"no configured feed has demo files (the demo has files for {', '.join(GENERATORS)})"
         )
     return samples
+
+
+def drop_landing_events(config: PipelineConfig, endpoint_url: str, started: float) -> None:
+    """Purge the feeds' event queues: the backfill imports the landed week; events are for files landing later.
+
+    The import DAGs are paused until their backfill is created, so their watchers have not received the week's
+    events yet; left in the queues, they would start runs racing the backfill for the same files.
+    """
+    sqs = _client("sqs", config, endpoint_url)
+    for feed in demo_feeds(config):
+        sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=feed.event_queue)["QueueUrl"])
+    _say(started, "purged the landed week's events from the feeds' queues: the backfill imports that week")
+
+
+def land_for_today(
+    client: AirflowRestClient, config: PipelineConfig, endpoint_url: str, large_file_rows: int, started: float
+) -> FileOutcome:
+    """Land one more file for today, wait until its event's run has verified it, and say how long it took."""
+    feed = demo_feeds(config)[0]
+    today = datetime.now(UTC).date()
+    week = GENERATORS[feed.name](
+        first_date=today, landing_prefix=feed.landing_prefix, large_file_rows=large_file_rows
+    )
+    sample = next(each for each in week if each.partition_date == today and each.bad_rows == 0)
+    s3 = _s3_client(config, endpoint_url)
+    etag = s3.put_object(Bucket=config.bucket.name, Key=sample.key, Body=sample.body)["ETag"]
+    import_id = derive_import_id(config.bucket.name, sample.key, etag)
+    _say(
+        started,
+        "feed %s: landed s3://%s/%s for today; its event starts the import",
+        feed.name,
+        config.bucket.name,
+        sample.key,
+    )
+    deadline = time.monotonic() + EVENT_FILE_TIMEOUT
+    while not files.is_verified(
+        s3, bucket_name=config.bucket.name, manifest_prefix=feed.manifest_prefix, import_id=import_id
+    ):
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"{sample.key} was not verified within {EVENT_FILE_TIMEOUT:.0f} s of landing")
+        time.sleep(1)
+    outcome = read_outcome(
+        s3,
+        sample,
+        bucket_name=config.bucket.name,
+        manifest_prefix=feed.manifest_prefix,
+        expected_shards=expected_shards(feed, sample),
+    )
+    run_id = event_run_of(client, feed, sample.key)
+    _say(
+        started,
+        "feed %s: %s imported by its event (run %s) and verified %s; landing to verified %s s",
+        feed.name,
+        sample.key,
+        run_id or "not found",
+        "as expected" if outcome.as_expected else f"NOT as expected ({'; '.join(outcome.problems)})",
+        f"{outcome.latency_seconds:.0f}" if outcome.latency_seconds is not None else "?",
+    )
+    if run_id is None or not outcome.as_expected:
+        raise DemoFailed(f"{sample.key}: no run started by its event imported it as expected")
+    return outcome
+
+
+def event_run_of(client: AirflowRestClient, feed: FeedConfig, key: str) -> str | None:
+    """The run started by landing events whose ``list_files`` planned ``key``."""
+    for run in client.dag_runs(feed.dag_id, run_type="asset_triggered"):
+        plans = client.xcom(feed.dag_id, run["dag_run_id"], "list_files") or []
+        if any(plan.get("s3_key") == key for plan in plans):
+            return str(run["dag_run_id"])
+    return None
 
 
 def backfill_week(

@@ -108,6 +108,14 @@ def _assert_summary(stdout: str) -> None:
     assert int(sharded.split()[3]) > 1, f"the large file was not sharded: {sharded}"
     with_rejects = [line for line in summary if int(line.split()[6]) > 0]
     assert len(with_rejects) == 1, f"expected exactly one file with rejected rows: {with_rejects}"
+    # After the backfill, one more file lands for today and its event imports it, before the summary.
+    (event_line,) = [
+        line for line in stdout.splitlines() if "imported by its event (run asset_triggered__" in line
+    ]
+    assert "verified as expected; landing to verified" in event_line, event_line
+    assert stdout.index(event_line) < stdout.index(summary[0]), (
+        "the event's import is shown before the summary"
+    )
 
 
 def test_ci_run_imports_and_verifies_every_file_then_stops_everything(
