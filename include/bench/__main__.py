@@ -29,6 +29,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("import_cost", "include.bench.import_cost"),
     ("dag_parse", "include.bench.dag_parse"),
     ("demo_latency", "include.bench.demo_latency"),
+    ("event_latency", "include.bench.event_latency"),
     ("engines", "include.bench.engines"),
 )
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "benchmarks.md"
