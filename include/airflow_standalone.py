@@ -69,7 +69,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def local_aws_connection(*, endpoint_url: str, region_name: str, access_key: str = "local") -> str:
-    """``AIRFLOW_CONN_AWS_DEFAULT`` (JSON form) for a local AWS endpoint that accepts any credentials."""
+    """``AIRFLOW_CONN_AWS_DEFAULT`` (JSON form) for a local AWS endpoint that accepts any credentials.
+
+    Every service's endpoint: the tasks' hooks use it, and so does the triggerer, whose AssetWatchers receive the
+    feeds' S3 events from SQS through the same connection (aiobotocore honours ``endpoint_url`` too).
+    """
     return json.dumps(
         {
             "conn_type": "aws",
