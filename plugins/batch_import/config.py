@@ -20,7 +20,7 @@ import functools
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -395,10 +395,14 @@ def _validate_events(events: EventsConfig) -> None:
 
 def _validate_feeds_apart(feeds: tuple[FeedConfig, ...]) -> None:
     """No two feeds share a name, a table or an event queue, and no landing prefix lies inside another feed's."""
-    for attribute, what in (("table", "table"), ("event_queue", "event queue")):
+    owned: tuple[tuple[str, str, Callable[[FeedConfig], str]], ...] = (
+        ("table", "table", lambda feed: feed.table.name),
+        ("event_queue", "event queue", lambda feed: feed.event_queue),
+    )
+    for attribute, what, value_of in owned:
         seen: dict[str, str] = {}
         for feed in feeds:
-            value = feed.table.name if attribute == "table" else feed.event_queue
+            value = value_of(feed)
             other = seen.setdefault(value, feed.name)
             if other != feed.name:
                 raise ConfigError(
