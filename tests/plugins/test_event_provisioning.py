@@ -18,6 +18,7 @@ import pytest
 from moto import mock_aws
 
 from batch_import.config import load_config
+from batch_import.provisioning import ProvisioningError
 from batch_import.provisioning.account import AwsAccount, describe_account
 from batch_import.provisioning.documents import normalise_policy
 from batch_import.provisioning.s3 import QueueNotification, ensure_event_notifications
@@ -233,3 +234,40 @@ def test_a_landed_file_reaches_only_its_feeds_queue(aws: Aws) -> None:
     assert "+" in encoded, "S3 sends keys form-encoded (a space as +)"
     assert urllib.parse.unquote_plus(encoded) == f"{first.landing_prefix}2026-03-01/a b.csv"
     assert all("Records" not in body for body in bodies(second))
+
+
+def test_an_overlapping_notification_of_someone_else_fails_clearly_and_is_kept() -> None:
+    """S3 refuses two configurations for the same events under overlapping prefixes (moto does not check)."""
+    from botocore.stub import Stubber
+
+    s3 = boto3.client("s3", region_name=REGION)
+    theirs = {
+        "QueueConfigurations": [
+            {
+                "Id": "theirs",
+                "QueueArn": "arn:aws:sqs:us-east-1:123456789012:q",
+                "Events": ["s3:ObjectCreated:*"],
+            }
+        ]
+    }
+    ours = QueueNotification(
+        configuration_id="csv-import-events-orders",
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:csv-import-events-orders",
+        prefix="incoming/orders/",
+    )
+    with Stubber(s3) as stubber:
+        stubber.add_response("get_bucket_notification_configuration", theirs, {"Bucket": BUCKET})
+        stubber.add_client_error(
+            "put_bucket_notification_configuration",
+            service_error_code="InvalidArgument",
+            service_message="Configurations overlap. Configurations on the same bucket cannot share a common "
+            "event type.",
+            expected_params={
+                "Bucket": BUCKET,
+                "NotificationConfiguration": {
+                    "QueueConfigurations": [*theirs["QueueConfigurations"], ours.as_configuration()]
+                },
+            },
+        )
+        with pytest.raises(ProvisioningError, match="Configurations overlap.*overlapping prefix"):
+            ensure_event_notifications(s3, bucket_name=BUCKET, notifications=[ours])

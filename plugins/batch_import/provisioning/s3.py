@@ -197,9 +197,19 @@ def ensure_event_notifications(
     configuration["QueueConfigurations"] = [
         queue for queue in configuration.get("QueueConfigurations", []) if queue.get("Id") not in ours
     ] + [notification.as_configuration() for notification in notifications]
-    s3_client.put_bucket_notification_configuration(
-        Bucket=bucket_name, NotificationConfiguration=configuration
-    )
+    try:
+        s3_client.put_bucket_notification_configuration(
+            Bucket=bucket_name, NotificationConfiguration=configuration
+        )
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "InvalidArgument":
+            raise
+        raise ProvisioningError(
+            f"S3 bucket {bucket_name}: its event notifications cannot take the feeds' ({'; '.join(changes)}): "
+            f"{err.response['Error'].get('Message', err)}. Another notification of the bucket probably covers "
+            "the same events under an overlapping prefix; narrow or remove it, or give the feed another "
+            "landing_prefix"
+        ) from err
     log.info("S3 bucket %s: event notifications set (%s)", bucket_name, "; ".join(changes))
     return ProvisionResult.from_changes(
         NOTIFICATIONS_RESOURCE, bucket_name, created=created, changes=() if created else changes
