@@ -16,8 +16,8 @@ from batch_import.config import PipelineConfig, load_config
 from include.airflow_standalone import AirflowRestClient, AirflowStandalone, local_aws_connection
 from include.demo import PROVISION_DAG_ID
 from include.demo.local_endpoint import LocalEndpointProcess
+from include.demo.run import LOCAL_CREDENTIALS
 
-LOCAL_CREDENTIALS = "local"  # the local endpoint accepts any credentials
 PROVISIONING_TIMEOUT = 300.0
 
 
@@ -43,18 +43,21 @@ class ProvisionedStack:
         )
 
     def land_without_event(self, key: str, body: bytes) -> str:
-        """Put ``s3://<bucket>/<key>`` with the bucket's notifications off meanwhile, so no event is sent for it
-        (as when an event is lost); returns the object's ETag. Restoring them sends S3's test events, which the
-        import DAGs ignore."""
-        s3 = self.aws("s3")
-        bucket = self.config.bucket.name
-        saved = s3.get_bucket_notification_configuration(Bucket=bucket)
-        saved.pop("ResponseMetadata", None)
-        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
-        try:
-            return str(s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"])
-        finally:
-            s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=saved)
+        """:func:`put_without_event` into the pipeline's bucket; returns the object's ETag."""
+        return put_without_event(self.aws("s3"), bucket_name=self.config.bucket.name, key=key, body=body)
+
+
+def put_without_event(s3_client: Any, *, bucket_name: str, key: str, body: bytes) -> str:
+    """Put ``s3://<bucket>/<key>`` with the bucket's notifications off meanwhile, so no event is sent for it (as
+    when an event is lost, or for a test that starts the file's run itself); returns the object's ETag.
+    Restoring the notifications sends S3's test events, which the import DAGs ignore."""
+    saved = s3_client.get_bucket_notification_configuration(Bucket=bucket_name)
+    saved.pop("ResponseMetadata", None)
+    s3_client.put_bucket_notification_configuration(Bucket=bucket_name, NotificationConfiguration={})
+    try:
+        return str(s3_client.put_object(Bucket=bucket_name, Key=key, Body=body)["ETag"])
+    finally:
+        s3_client.put_bucket_notification_configuration(Bucket=bucket_name, NotificationConfiguration=saved)
 
 
 @contextmanager
