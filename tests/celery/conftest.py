@@ -24,7 +24,7 @@ import boto3
 import pytest
 
 from batch_import.config import PipelineConfig, load_config
-from batch_import.files import job_name_for, verified_marker_key
+from batch_import.files import job_name_prefix, verified_marker_key
 from csv_importer.import_id import derive_import_id
 from include.airflow_standalone import AirflowRestClient, local_aws_connection
 from include.celery_stack.services import StackError, find_postgres_binaries, find_redis_server
@@ -94,9 +94,6 @@ class CeleryWorld:
         etag = self.s3.head_object(Bucket=self.config.bucket.name, Key=key)["ETag"]
         return derive_import_id(self.config.bucket.name, key, etag)
 
-    def job_name(self, run_id: str, import_id: str, key: str) -> str:
-        return job_name_for(dag_id=IMPORT_DAG_ID, run_id=run_id, import_id=import_id, s3_key=key)
-
     def jobs(self) -> list[dict[str, Any]]:
         """Every job on the import queue, whatever its status: each SubmitJob made one."""
         found: dict[str, dict[str, Any]] = {}
@@ -109,8 +106,7 @@ class CeleryWorld:
 
     def jobs_for_file(self, key: str) -> list[dict[str, Any]]:
         """The jobs submitted for ``key`` by any run (job names start with the file name)."""
-        prefix = job_name_for(dag_id="", run_id="", import_id="", s3_key=key).rsplit("-", 1)[0] + "-"
-        return [job for job in self.jobs() if job["jobName"].startswith(prefix)]
+        return [job for job in self.jobs() if job["jobName"].startswith(job_name_prefix(key))]
 
     def hold_jobs_named(self, prefix: str) -> Path:
         """From now on, a job whose name starts with ``prefix`` starts stopped on the endpoint (it reports
