@@ -131,6 +131,7 @@ class ImportConfig:
     max_shards: int
     writer_concurrency: int
     poll_interval_seconds: int
+    deferrable: bool
     task_retries: int
     retry_delay_seconds: int
 
