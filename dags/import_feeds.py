@@ -144,6 +144,7 @@ def import_dag(config: PipelineConfig, feed: FeedConfig) -> DAG:
                 awslogs_fetch_interval=timedelta(seconds=feed.import_.poll_interval_seconds),
                 poll_interval=feed.import_.poll_interval_seconds,
                 deferrable=feed.import_.deferrable,
+                first_poll_delay=feed.import_.deferral_settle_seconds,
                 **aws,
             )
             verify_file = VerifyImportOperator(

@@ -132,6 +132,7 @@ class ImportConfig:
     writer_concurrency: int
     poll_interval_seconds: int
     deferrable: bool
+    deferral_settle_seconds: float
     task_retries: int
     retry_delay_seconds: int
 

@@ -27,7 +27,6 @@ from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
-from airflow.providers.amazon.aws.triggers.batch import BatchJobTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import (
     AirflowException,
@@ -50,6 +49,7 @@ from batch_import.hooks import (
 )
 from batch_import.job_claims import ClaimWaitTimeout, ImportClaim, submit_once
 from batch_import.links import ImportManifestsLink, RejectedRowsLink
+from batch_import.triggers import FIRST_POLL_DELAY_SECONDS, ImportJobTrigger
 from csv_importer.exit_codes import ExitCode
 from csv_importer.manifest import import_prefix
 
@@ -244,7 +244,8 @@ class BatchSubmitOperator(BatchOperator):
       timetable's, a UI trigger, a backfill: the name prefix per import id, the ``import_id`` tag) is followed;
       the import's claim object serializes the submit itself (:mod:`batch_import.job_claims`).
     * Waiting: with ``deferrable`` (the DAG sets it from config ``import.deferrable``) the provider's
-      ``BatchJobTrigger`` waits in the triggerer, no worker slot held; :meth:`execute_complete` then logs the
+      ``BatchJobTrigger`` waits in the triggerer, no worker slot held (its subclass
+      :class:`~batch_import.triggers.ImportJobTrigger` only delays the first poll, for an Airflow race); :meth:`execute_complete` then logs the
       job's CloudWatch lines and classifies a failure exactly as the polling :meth:`monitor_job` does.
     * Failures: a job that exited with a code a retry cannot fix (:data:`NON_RETRYABLE_EXIT_CODES`, also
       in any child of an array job) raises ``AirflowFailException`` with the manifests' counts; any other
@@ -256,6 +257,8 @@ class BatchSubmitOperator(BatchOperator):
     :param manifest_prefix: e.g. ``manifests/`` (templated)
     :param rejected_prefix: e.g. ``rejected/`` (templated)
     :param shard_count: number of shards (1: a single job) (templated)
+    :param first_poll_delay: deferred: seconds before the trigger's first poll (config
+        ``import.deferral_settle_seconds``, see :mod:`batch_import.triggers`)
     """
 
     aws_hook_class = ImportJobHook
@@ -278,9 +281,11 @@ class BatchSubmitOperator(BatchOperator):
         manifest_prefix: str,
         rejected_prefix: str,
         shard_count: int = 1,
+        first_poll_delay: float = FIRST_POLL_DELAY_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.first_poll_delay = first_poll_delay
         self.import_id = import_id
         self.s3_key = s3_key
         self.bucket_name = bucket_name
@@ -374,7 +379,8 @@ class BatchSubmitOperator(BatchOperator):
         if status in self.hook.INTERMEDIATE_STATES:
             self.defer(
                 timeout=self.execution_timeout,
-                trigger=BatchJobTrigger(
+                trigger=ImportJobTrigger(
+                    first_poll_delay=self.first_poll_delay,
                     job_id=self.job_id,
                     waiter_max_attempts=self.max_retries,
                     aws_conn_id=self.aws_conn_id,

@@ -538,10 +538,10 @@ class TestBatchSubmitOperatorDeferrable:
     """``deferrable=True``: the wait is the provider's ``BatchJobTrigger``; what the task does after it
     (``execute_complete``) classifies failures as the polling wait does."""
 
-    def test_a_job_in_flight_defers_to_the_batch_trigger_at_the_poll_interval(
+    def test_a_job_in_flight_defers_to_the_batch_trigger_at_the_poll_interval_after_the_settle_delay(
         self, aws: SimpleNamespace
     ) -> None:
-        operator = submit_operator(deferrable=True, max_retries=50)
+        operator = submit_operator(deferrable=True, max_retries=50, first_poll_delay=7.0)
         batch = BatchStub(operator)
         batch.lists()
         batch.lists_import()
@@ -557,6 +557,7 @@ class TestBatchSubmitOperatorDeferrable:
         assert deferred.value.method_name == "execute_complete"
         _, kwargs = trigger.serialize()
         assert (kwargs["job_id"], kwargs["waiter_delay"], kwargs["waiter_max_attempts"]) == ("job-1", 1, 50)
+        assert kwargs["first_poll_delay"] == 7.0
 
     def test_a_non_retryable_exit_code_after_the_wait_fails_without_retry_naming_the_counts(
         self, aws: SimpleNamespace
