@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from batch_import.files import job_name_prefix
-from tests.celery.conftest import FEED, IMPORT_DAG_ID, CeleryWorld, days_ago
+from tests.celery.conftest import CeleryWorld
+from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, days_ago
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
