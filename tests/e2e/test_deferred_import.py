@@ -8,7 +8,8 @@ it RUNNING, nothing runs until SIGCONT), so "while the job runs" never depends o
   succeeds, the file is verified, the job's own log lines are in the task log.
 - A bad file fails ``import_file`` at once in deferrable mode: failed in try 1 (retries are configured),
   the counts in the failure message.
-- Two UI runs naming the same file via ``s3_key``, racing: one Batch job; both runs follow it and succeed.
+- Runs racing for the same file make one Batch job, which both follow and succeed on: two UI runs naming it via
+  ``s3_key``; a backfill of its day and a UI run naming it.
 """
 
 from __future__ import annotations
@@ -143,6 +144,31 @@ def test_two_ui_runs_racing_for_one_file_make_one_batch_job(world: HeldJobsWorld
     ]
     job, held = world.wait_for_held_job(marker)
     try:
+        for run_id in run_ids:
+            world.wait_for_task(run_id, "import_file", state="deferred", timeout=180)
+        assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
+    finally:
+        world.release(held)
+
+    runs = world.client.wait_for_runs(IMPORT_DAG_ID, run_ids, timeout=RUN_TIMEOUT)
+    assert [run["state"] for run in runs] == ["success", "success"], runs
+    assert world.verified(import_id)
+    assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
+
+
+def test_a_backfill_and_a_ui_run_racing_for_one_file_make_one_batch_job(world: HeldJobsWorld) -> None:
+    day = days_ago(63)
+    key = f"{FEED.landing_prefix}{day.isoformat()}/backfilled.csv"
+    import_id, marker = _land_held(world, key, rows=200)
+    midnight = f"{day.isoformat()}T00:00:00Z"
+    world.client.backfill_while_paused(IMPORT_DAG_ID, from_date=midnight, to_date=midnight, max_active_runs=1)
+    ui_run = world.client.trigger(IMPORT_DAG_ID, conf={"s3_key": key}, logical_date=None)["dag_run_id"]
+    job, held = world.wait_for_held_job(marker)
+    try:
+        (backfill_run,) = world.client.dag_runs(
+            IMPORT_DAG_ID, run_type="backfill", logical_date_gte=midnight, logical_date_lte=midnight
+        )
+        run_ids = [backfill_run["dag_run_id"], ui_run]
         for run_id in run_ids:
             world.wait_for_task(run_id, "import_file", state="deferred", timeout=180)
         assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
