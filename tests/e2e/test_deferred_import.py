@@ -134,6 +134,25 @@ def test_a_bad_file_fails_import_file_at_once_with_its_counts_and_no_retry(world
     assert len(world.jobs_for_file(key)) == 1
 
 
+def _one_job_followed_by(
+    world: HeldJobsWorld, key: str, import_id: str, run_ids: list[str], marker: Path
+) -> None:
+    """The file's one (held) Batch job: every run's ``import_file`` defers on it; released, every run succeeds
+    and the file is verified, still by that one job."""
+    job, held = world.wait_for_held_job(marker)
+    try:
+        for run_id in run_ids:
+            world.wait_for_task(run_id, "import_file", state="deferred", timeout=180)
+        assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
+    finally:
+        world.release(held)
+
+    runs = world.client.wait_for_runs(IMPORT_DAG_ID, run_ids, timeout=RUN_TIMEOUT)
+    assert [run["state"] for run in runs] == ["success"] * len(run_ids), runs
+    assert world.verified(import_id)
+    assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
+
+
 def test_two_ui_runs_racing_for_one_file_make_one_batch_job(world: HeldJobsWorld) -> None:
     day = days_ago(62)
     key = f"{FEED.landing_prefix}{day.isoformat()}/raced.csv"
@@ -142,18 +161,7 @@ def test_two_ui_runs_racing_for_one_file_make_one_batch_job(world: HeldJobsWorld
         world.client.trigger(IMPORT_DAG_ID, conf={"s3_key": key}, logical_date=None)["dag_run_id"]
         for _ in range(2)
     ]
-    job, held = world.wait_for_held_job(marker)
-    try:
-        for run_id in run_ids:
-            world.wait_for_task(run_id, "import_file", state="deferred", timeout=180)
-        assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
-    finally:
-        world.release(held)
-
-    runs = world.client.wait_for_runs(IMPORT_DAG_ID, run_ids, timeout=RUN_TIMEOUT)
-    assert [run["state"] for run in runs] == ["success", "success"], runs
-    assert world.verified(import_id)
-    assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
+    _one_job_followed_by(world, key, import_id, run_ids, marker)
 
 
 def test_a_backfill_and_a_ui_run_racing_for_one_file_make_one_batch_job(world: HeldJobsWorld) -> None:
@@ -162,20 +170,8 @@ def test_a_backfill_and_a_ui_run_racing_for_one_file_make_one_batch_job(world: H
     import_id, marker = _land_held(world, key, rows=200)
     midnight = f"{day.isoformat()}T00:00:00Z"
     world.client.backfill_while_paused(IMPORT_DAG_ID, from_date=midnight, to_date=midnight, max_active_runs=1)
+    (backfill_run,) = world.client.dag_runs(
+        IMPORT_DAG_ID, run_type="backfill", logical_date_gte=midnight, logical_date_lte=midnight
+    )
     ui_run = world.client.trigger(IMPORT_DAG_ID, conf={"s3_key": key}, logical_date=None)["dag_run_id"]
-    job, held = world.wait_for_held_job(marker)
-    try:
-        (backfill_run,) = world.client.dag_runs(
-            IMPORT_DAG_ID, run_type="backfill", logical_date_gte=midnight, logical_date_lte=midnight
-        )
-        run_ids = [backfill_run["dag_run_id"], ui_run]
-        for run_id in run_ids:
-            world.wait_for_task(run_id, "import_file", state="deferred", timeout=180)
-        assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
-    finally:
-        world.release(held)
-
-    runs = world.client.wait_for_runs(IMPORT_DAG_ID, run_ids, timeout=RUN_TIMEOUT)
-    assert [run["state"] for run in runs] == ["success", "success"], runs
-    assert world.verified(import_id)
-    assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
+    _one_job_followed_by(world, key, import_id, [backfill_run["dag_run_id"], ui_run], marker)
