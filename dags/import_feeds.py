@@ -21,7 +21,9 @@ a fresh deployment never queues months of runs).
 2. `list_files`: the partition's files (or the one `s3_key`, which must lie under the feed's landing prefix,
    or the files the run's events name), minus files already imported and verified unless `reprocess` is set.
 3. `import_file` (mapped per file): the `csv-importer` job on AWS Batch, an array job when the file is large;
-   a retry reattaches to the job already submitted. Bad input and an exceeded reject ratio fail at once.
+   it waits in the triggerer (deferred, no worker slot held; `import.deferrable`). A retry reattaches to the
+   job already submitted; an active job of the same file version from any other run is followed, never a
+   second one submitted. Bad input and an exceeded reject ratio fail at once.
 4. `verify_file` (mapped per file): the import's items in DynamoDB against the job's manifests; it updates the
    table's Asset, so downstream DAGs can be scheduled on fresh data.
 
@@ -175,6 +177,8 @@ def import_dag(config: PipelineConfig, feed: FeedConfig) -> DAG:
                 awslogs_enabled=True,
                 awslogs_fetch_interval=timedelta(seconds=feed.import_.poll_interval_seconds),
                 poll_interval=feed.import_.poll_interval_seconds,
+                deferrable=feed.import_.deferrable,
+                first_poll_delay=feed.import_.deferral_settle_seconds,
                 **aws,
             )
             verify_file = VerifyImportOperator(

@@ -1,13 +1,15 @@
 """Run ``airflow standalone`` for the demo and the end-to-end tests, and talk to it over REST API v2.
 
-:class:`AirflowStandalone` starts Airflow in its own process group with a fresh ``AIRFLOW_HOME``: SQLite,
-LocalExecutor, a small ``parallelism`` for a 2-core machine, the API server on 127.0.0.1 and a free port (with
-``AIRFLOW__API__BASE_URL`` set so workers reach the Execution API there), the project's ``dags/`` and
-``plugins/``, DAGs unpaused at creation, a short DAG-folder refresh, fixed local admin credentials written to the
-simple auth manager's passwords file, and ``aws_default`` pointing at the given AWS endpoint.
+:class:`AirflowStandalone` starts Airflow (scheduler, DAG processor, triggerer, API server; it returns once each
+one is healthy, and ``import_file`` defers to the triggerer) in its own process group with a fresh
+``AIRFLOW_HOME``: SQLite, LocalExecutor, a small ``parallelism`` for a 2-core machine, the API server on
+127.0.0.1 and a free port (with ``AIRFLOW__API__BASE_URL`` set so workers reach the Execution API there), the
+project's ``dags/`` and ``plugins/``, DAGs unpaused at creation, a short DAG-folder refresh, fixed local admin
+credentials written to the simple auth manager's passwords file, and ``aws_default`` pointing at the given AWS
+endpoint.
 
 :class:`AirflowRestClient` is the small slice of the REST API the demo and tests use: token, DAG presence,
-trigger, backfill, waiting for runs, task instances and XComs.
+trigger, backfill, waiting for runs, task instances, their logs and XComs.
 """
 
 from __future__ import annotations
@@ -447,6 +449,22 @@ class AirflowRestClient:
         return self.request(
             "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
         )["task_instances"]
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, *, try_number: int, map_index: int = -1
+    ) -> str:
+        """One try's task log as text, one line per log event (``event``, and ``error_detail`` when present)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        answer = self.request("GET", path, params={"map_index": map_index, "full_content": True})
+        lines = []
+        for entry in answer.get("content", []):
+            if isinstance(entry, dict):
+                lines.append(
+                    " ".join(str(entry[field]) for field in ("event", "error_detail") if field in entry)
+                )
+            else:
+                lines.append(str(entry))
+        return "\n".join(lines)
 
     def xcom(
         self, dag_id: str, run_id: str, task_id: str, *, key: str = "return_value", map_index: int = -1

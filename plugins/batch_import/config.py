@@ -149,6 +149,8 @@ class ImportConfig:
     max_shards: int
     writer_concurrency: int
     poll_interval_seconds: int
+    deferrable: bool
+    deferral_settle_seconds: float
     task_retries: int
     retry_delay_seconds: int
 

@@ -31,9 +31,14 @@ log = logging.getLogger(__name__)
 
 LANDED_SUFFIXES = (".csv", ".csv.gz")
 VERIFIED_MARKER = "verified.json"
+JOB_CLAIM = "batch_job.json"
 _NOT_FOUND_CODES = ("404", "NoSuchKey", "NotFound")
 # Batch job names: up to 128 letters, numbers, hyphens and underscores, starting with a letter or number.
 _JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+JOB_NAME_START = "csv-import-"
+# 11 + 70 + 1 + 24 (import id) + 1 + 16 = 123 characters at most.
+_JOB_NAME_STEM_LENGTH = 70
+_JOB_NAME_RUN_DIGEST_LENGTH = 16
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -158,14 +163,27 @@ def verified_marker_key(manifest_prefix: str, import_id: str) -> str:
     return f"{manifest_prefix}{import_id}/{VERIFIED_MARKER}"
 
 
+def job_claim_key(manifest_prefix: str, import_id: str) -> str:
+    """The import's claim on its Batch job (:mod:`batch_import.job_claims`): ``manifests/<import_id>/batch_job.json``."""
+    return f"{manifest_prefix}{import_id}/{JOB_CLAIM}"
+
+
+def job_name_prefix(s3_key: str, import_id: str = "") -> str:
+    """The start of the Batch job names of one file: ``csv-import-<file name>-``, and with ``import_id``
+    ``csv-import-<file name>-<import_id>-``, the name prefix every run's job of that import shares (the
+    cross-run lookup lists the queue's jobs by it, ``ListJobs`` ``JOB_NAME`` filter ``<prefix>*``)."""
+    stem = _JOB_NAME_UNSAFE.sub("-", s3_key.rsplit("/", 1)[-1]).strip("-_")[:_JOB_NAME_STEM_LENGTH] or "file"
+    return f"{JOB_NAME_START}{stem}-{import_id}-" if import_id else f"{JOB_NAME_START}{stem}-"
+
+
 def job_name_for(*, dag_id: str, run_id: str, import_id: str, s3_key: str) -> str:
     """A deterministic Batch job name for one file of one run, so a retried submit can find its job.
 
-    Readable part (file name) + a digest of (dag_id, run_id, import_id): unique per run and file version.
+    :func:`job_name_prefix` of the import (file name, import id) + a digest of (dag_id, run_id): unique per
+    run and file version, and findable by the import's prefix from any other run.
     """
-    digest = hashlib.sha256("\0".join((dag_id, run_id, import_id)).encode()).hexdigest()[:20]
-    stem = _JOB_NAME_UNSAFE.sub("-", s3_key.rsplit("/", 1)[-1]).strip("-_")[:80] or "file"
-    return f"csv-import-{stem}-{digest}"
+    digest = hashlib.sha256("\0".join((dag_id, run_id)).encode()).hexdigest()[:_JOB_NAME_RUN_DIGEST_LENGTH]
+    return f"{job_name_prefix(s3_key, import_id)}{digest}"
 
 
 def list_partition(s3_client: S3Client, *, bucket_name: str, prefix: str) -> list[LandedFile]:

@@ -4,7 +4,8 @@ The operators in :mod:`batch_import.operators` only wire these together (the Ama
 operators, thick hooks; the hooks keep no per-run state, the operators keep ``job_id``).
 
 * :class:`ImportJobHook` (``BatchClientHook``): polls at most every ``poll_interval_seconds``, finds the job
-  a retry reattaches to (:meth:`~ImportJobHook.find_submitted_job`) and reads the exit codes of a failed job
+  a retry reattaches to (:meth:`~ImportJobHook.find_submitted_job`) and an active job of the same import from
+  any run (:meth:`~ImportJobHook.find_active_import_job`), and reads the exit codes of a failed job
   or of the failed children of an array job (:meth:`~ImportJobHook.failed_exit_codes`).
 * :class:`DynamoDBClientHook`: a plain low-level ``dynamodb`` client for counting an import's items.
 * :func:`requested_file`, :func:`landed_files`, :func:`event_files`, :func:`split_verified`: the files a
@@ -84,6 +85,38 @@ class ImportJobHook(BatchClientHook):
             if job.get("jobName") == job_name and job.get("status") in reusable
         ]
         return max(candidates, key=lambda job: job.get("createdAt", 0), default=None)
+
+    def find_active_import_job(
+        self, job_queue: str, name_prefix: str, import_id: str
+    ) -> dict[str, Any] | None:
+        """The oldest job on ``job_queue`` that is SUBMITTED..RUNNING for ``import_id``, from any run.
+
+        ``ListJobs`` with a ``JOB_NAME`` filter ``<name_prefix>*`` (every run's job of one import shares the
+        prefix, :func:`batch_import.files.job_name_prefix`); the candidates' ``import_id`` tag is checked with
+        ``DescribeJobs``, so a file name that merely starts alike never counts.
+        """
+        active = [
+            job["jobId"]
+            for page in self.client.get_paginator("list_jobs").paginate(
+                jobQueue=job_queue, filters=[{"name": "JOB_NAME", "values": [f"{name_prefix}*"]}]
+            )
+            for job in page.get("jobSummaryList", [])
+            if job.get("status") in self.INTERMEDIATE_STATES
+            and str(job.get("jobName", "")).startswith(name_prefix)
+        ]
+        described = [
+            job
+            for start in range(0, len(active), _DESCRIBE_JOBS_LIMIT)
+            for job in self.client.describe_jobs(jobs=active[start : start + _DESCRIBE_JOBS_LIMIT])["jobs"]
+            if job.get("status") in self.INTERMEDIATE_STATES
+            and job.get("tags", {}).get("import_id") == import_id
+        ]
+        return min(described, key=lambda job: (job.get("createdAt", 0), job["jobId"]), default=None)
+
+    def is_job_active(self, job_id: str) -> bool:
+        """Whether the job is still SUBMITTED..RUNNING (a job Batch no longer knows is not)."""
+        jobs = self.client.describe_jobs(jobs=[job_id])["jobs"]
+        return bool(jobs) and jobs[0].get("status") in self.INTERMEDIATE_STATES
 
     def failed_exit_codes(self, job: dict[str, Any]) -> set[int]:
         """Exit codes of a failed job (a ``DescribeJobs`` entry), or of an array job's failed children."""

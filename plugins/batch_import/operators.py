@@ -11,8 +11,9 @@ counting in :mod:`batch_import.verification`.
 * :class:`ListLandedFilesOperator`: the partition's files (or the one ``s3_key``, or the files a run's
   landing events name) as import plans.
 * :class:`BatchSubmitOperator` (``BatchOperator`` over :class:`~batch_import.hooks.ImportJobHook`):
-  reattaches to the job already submitted for this run and file on a retry; classifies failures by the
-  job's exit code.
+  reattaches to the job already submitted for this run and file on a retry, follows an active job of the
+  same import from any run (:mod:`batch_import.job_claims`), waits in the triggerer when deferrable, and
+  classifies failures by the job's exit code.
 * :class:`VerifyImportOperator` (over :class:`~batch_import.hooks.DynamoDBClientHook`): counts the import's
   items and compares them with the manifests.
 """
@@ -20,7 +21,7 @@ counting in :mod:`batch_import.verification`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
@@ -50,7 +51,9 @@ from batch_import.hooks import (
     split_verified,
     verify_until_settled,
 )
+from batch_import.job_claims import ClaimWaitTimeout, ImportClaim, submit_once
 from batch_import.links import ImportManifestsLink, RejectedRowsLink
+from batch_import.triggers import FIRST_POLL_DELAY_SECONDS, ImportJobTrigger
 from csv_importer.exit_codes import ExitCode
 from csv_importer.manifest import import_prefix
 
@@ -263,11 +266,19 @@ class ListLandedFilesOperator(AwsBaseOperator[S3Hook]):
 
 
 class BatchSubmitOperator(BatchOperator):
-    """``BatchOperator`` that reattaches on retry and tells retryable from final failures.
+    """``BatchOperator`` that never runs two jobs for one import, waits in the triggerer, and tells retryable
+    from final failures.
 
-    * Reattach: the job name is deterministic per (dag_id, run_id, file); before submitting, the queue's
-      jobs with that name are listed (``ListJobs`` with a ``JOB_NAME`` filter). A job that is still
+    * Reattach: the job name is deterministic per (dag_id, run_id, file); before submitting, the queue's jobs
+      with that name are listed (``ListJobs`` with a ``JOB_NAME`` filter). A job of this run that is still
       SUBMITTED..RUNNING, or SUCCEEDED, is followed instead of submitting a second import of the file.
+    * One job per import: otherwise an active job of the same import from any run (an event run, the
+      timetable's, a UI trigger, a backfill: the name prefix per import id, the ``import_id`` tag) is followed;
+      the import's claim object serializes the submit itself (:mod:`batch_import.job_claims`).
+    * Waiting: with ``deferrable`` (the DAG sets it from config ``import.deferrable``) the provider's
+      ``BatchJobTrigger`` waits in the triggerer, no worker slot held (its subclass
+      :class:`~batch_import.triggers.ImportJobTrigger` only delays the first poll, for an Airflow race); :meth:`execute_complete` then logs the
+      job's CloudWatch lines and classifies a failure exactly as the polling :meth:`monitor_job` does.
     * Failures: a job that exited with a code a retry cannot fix (:data:`NON_RETRYABLE_EXIT_CODES`, also
       in any child of an array job) raises ``AirflowFailException`` with the manifests' counts; any other
       failure stays a retryable ``AirflowException``.
@@ -278,6 +289,8 @@ class BatchSubmitOperator(BatchOperator):
     :param manifest_prefix: e.g. ``manifests/`` (templated)
     :param rejected_prefix: e.g. ``rejected/`` (templated)
     :param shard_count: number of shards (1: a single job) (templated)
+    :param first_poll_delay: deferred: seconds before the trigger's first poll (config
+        ``import.deferral_settle_seconds``, see :mod:`batch_import.triggers`)
     """
 
     aws_hook_class = ImportJobHook
@@ -300,9 +313,11 @@ class BatchSubmitOperator(BatchOperator):
         manifest_prefix: str,
         rejected_prefix: str,
         shard_count: int = 1,
+        first_poll_delay: float = FIRST_POLL_DELAY_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.first_poll_delay = first_poll_delay
         self.import_id = import_id
         self.s3_key = s3_key
         self.bucket_name = bucket_name
@@ -333,11 +348,40 @@ class BatchSubmitOperator(BatchOperator):
             "run_id": context["run_id"],
             "import_id": str(self.import_id),
         }
-        existing = self.hook.find_submitted_job(self.job_queue, self.job_name)
-        if existing is None:
-            super().submit_job(context)
+        own = self.hook.find_submitted_job(self.job_queue, self.job_name)
+        if own is not None:
+            self._attach(context, own["jobId"], f"already submitted in this run ({own.get('status')})")
             return
-        self.job_id = existing["jobId"]
+        claim = ImportClaim(
+            bucket_name=self.bucket_name,
+            key=files.job_claim_key(self.manifest_prefix, self.import_id),
+            owner=self.job_name,
+        )
+        try:
+            job_id, submitted = submit_once(
+                S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).conn,
+                claim,
+                find_active=self._active_import_job_id,
+                is_active=self.hook.is_job_active,
+                submit=lambda: self._submit_new_job(context),
+            )
+        except ClaimWaitTimeout as err:
+            raise AirflowException(str(err)) from err
+        if not submitted:
+            self._attach(context, job_id, "active for this import, submitted by another run")
+
+    def _active_import_job_id(self) -> str | None:
+        name_prefix = files.job_name_prefix(self.s3_key, str(self.import_id))
+        job = self.hook.find_active_import_job(self.job_queue, name_prefix, str(self.import_id))
+        return None if job is None else str(job["jobId"])
+
+    def _submit_new_job(self, context: Context) -> str:
+        super().submit_job(context)
+        return str(self.job_id)
+
+    def _attach(self, context: Context, job_id: str, why: str) -> None:
+        """Wait on ``job_id`` instead of submitting a second import of the file."""
+        self.job_id = job_id
         BatchJobDetailsLink.persist(
             context=context,
             operator=self,
@@ -346,14 +390,53 @@ class BatchSubmitOperator(BatchOperator):
             job_id=self.job_id,
         )
         self.log.info(
-            "Reattaching to AWS Batch job %s (%s, status %s) already submitted for s3://%s/%s in this run; "
-            "not submitting a second import",
+            "Following AWS Batch job %s for s3://%s/%s (import %s): %s; not submitting a second import",
             self.job_id,
-            self.job_name,
-            existing.get("status"),
             self.bucket_name,
             self.s3_key,
+            self.import_id,
+            why,
         )
+
+    def execute(self, context: Context) -> str | None:
+        """Submit (or follow) the job, then wait: in the triggerer when ``deferrable``, else polling here.
+
+        The provider's deferrable ``execute`` returns or raises at once, without the job's log lines, when the job
+        has already ended by its first describe; here that job goes through :meth:`execute_complete` as well.
+        """
+        if not self.deferrable:
+            return super().execute(context)
+        self.submit_job(context)
+        status = self._persist_links(context).get("status")
+        if status in self.hook.INTERMEDIATE_STATES:
+            self.defer(
+                timeout=self.execution_timeout,
+                trigger=ImportJobTrigger(
+                    first_poll_delay=self.first_poll_delay,
+                    job_id=self.job_id,
+                    waiter_max_attempts=self.max_retries,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    waiter_delay=self.poll_interval,
+                    verify=self.verify,
+                    botocore_config=self.botocore_config,
+                ),
+                method_name="execute_complete",
+            )
+        outcome = "success" if status == self.hook.SUCCESS_STATE else "error"
+        return self.execute_complete(
+            context, {"status": outcome, "job_id": self.job_id, "message": f"job {status} at submit"}
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        """The provider's completion (the job's CloudWatch lines into the task log, its links, the status check),
+        with a failure classified by the job's exit codes (:meth:`raise_classified`)."""
+        try:
+            return super().execute_complete(context, event)
+        except AirflowFailException:
+            raise
+        except AirflowException as err:
+            self.raise_classified(err)
 
     def monitor_job(self, context: Context) -> None:
         try:
@@ -361,20 +444,26 @@ class BatchSubmitOperator(BatchOperator):
         except AirflowFailException:
             raise
         except AirflowException as err:
-            if not self.job_id:
-                raise
-            job = self.hook.get_job_description(self.job_id)
-            if job.get("status") != self.hook.FAILURE_STATE:
-                raise
-            exit_codes = self.hook.failed_exit_codes(job)
-            final = sorted(exit_codes & NON_RETRYABLE_EXIT_CODES)
-            if not final:
-                raise AirflowException(
-                    f"AWS Batch job {self.job_id} importing s3://{self.bucket_name}/{self.s3_key} failed "
-                    f"(exit codes {sorted(exit_codes) or 'none'}, {job.get('statusReason', 'no reason given')}); "
-                    "a retry may fix this"
-                ) from err
-            raise AirflowFailException(self.final_failure_message(job, final)) from err
+            self.raise_classified(err)
+
+    def raise_classified(self, err: AirflowException) -> NoReturn:
+        """Raise ``err`` again, unless the job FAILED: then a retryable ``AirflowException`` naming its exit
+        codes, or, for a code no retry can fix (any child of an array job too), ``AirflowFailException`` with
+        the manifests' counts."""
+        if not self.job_id:
+            raise err
+        job = self.hook.get_job_description(self.job_id)
+        if job.get("status") != self.hook.FAILURE_STATE:
+            raise err
+        exit_codes = self.hook.failed_exit_codes(job)
+        final = sorted(exit_codes & NON_RETRYABLE_EXIT_CODES)
+        if not final:
+            raise AirflowException(
+                f"AWS Batch job {self.job_id} importing s3://{self.bucket_name}/{self.s3_key} failed "
+                f"(exit codes {sorted(exit_codes) or 'none'}, {job.get('statusReason', 'no reason given')}); "
+                "a retry may fix this"
+            ) from err
+        raise AirflowFailException(self.final_failure_message(job, final)) from err
 
     def final_failure_message(self, job: dict[str, Any], exit_codes: list[int]) -> str:
         """What failed and the manifests' counts, for a failure no retry can fix."""

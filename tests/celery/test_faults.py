@@ -6,74 +6,73 @@ waiting, however short the job), the test breaks the component, and releases the
 state it wants to see is observed. Every wait has a
 generous deadline that only turns a hang into a failure.
 
-- A Celery worker SIGKILLed (its whole process group: worker, pool, task supervisor and task) while its
-  ``import_file`` task waits on a held job: the scheduler times the dead try out, the retry runs on the other
-  worker and reattaches; the file ends verified by exactly one SubmitJob.
+- A Celery worker SIGKILLed (its whole process group) while the ``import_file`` task it ran is deferred on a held
+  job: the task holds no slot, resumes on the other worker in the same try; the file ends verified by exactly one
+  SubmitJob.
 - The scheduler SIGKILLed mid-backfill (one day's job held) and started again: the backfill completes, every
   file verified, each by exactly one SubmitJob.
 - Redis restarted while runs are queued (both workers stopped, so the tasks wait in the broker): the queued
   messages survive the restart (append-only file), the workers come back and the runs complete.
-- The triggerer stopped while jobs are deferred: skipped, the import's Batch wait is not deferrable (checked).
+- The triggerer SIGKILLed while ``import_file`` is deferred on a held job, then started again: the new triggerer
+  takes the trigger over; the run succeeds in the same try, the file verified by exactly one SubmitJob.
 """
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
 import pytest
 
-from tests.celery.conftest import FEED, IMPORT_DAG_ID, CeleryWorld, days_ago
+from batch_import.files import job_name_prefix
+from tests.celery.conftest import CeleryWorld
+from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, days_ago
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-TASK_RETRY_TIMEOUT = 240.0  # heartbeat timeout (30 s) + detection + retry delay (5 s) + queueing, with margin
 RUN_TIMEOUT = 300.0
 
 
-def _job_prefix(world: CeleryWorld, key: str) -> str:
-    return world.job_name("", "", key).rsplit("-", 1)[0] + "-"
-
-
-def test_a_worker_killed_while_import_file_waits_the_file_ends_verified_by_one_submit_job(
-    celery_world: CeleryWorld,
-) -> None:
-    """Killed: the Celery worker running ``import_file`` (SIGKILL to its process group), while the task waits on
-    its Batch job (held RUNNING). Checked: the dead try is failed by the heartbeat timeout, try 2 runs on the
-    other worker and reattaches; after release the run succeeds, the file is verified, one SubmitJob in all."""
-    world = celery_world
-    day = days_ago(20)
-    key = f"{FEED.landing_prefix}{day.isoformat()}/worker-kill.csv"
-    import_id = world.land(key, rows=400)
-    marker = world.hold_jobs_named(_job_prefix(world, key))
+def _held_import(
+    world: CeleryWorld, day: date, file_name: str, *, rows: int
+) -> tuple[str, str, str, dict[str, Any], list[Any]]:
+    """Land ``file_name`` for ``day``, trigger a run importing it, and wait until its Batch job is held
+    RUNNING; returns the key, import id, run id, job and its stopped processes (for ``world.release``)."""
+    key = f"{FEED.landing_prefix}{day.isoformat()}/{file_name}"
+    import_id = world.land(key, rows=rows)
+    marker = world.hold_jobs_named(job_name_prefix(key))
     run_id = world.trigger_day(day, conf={"s3_key": key})
     job, held = world.wait_for_held_job(marker)
+    return key, import_id, run_id, job, held
+
+
+def test_a_worker_killed_while_import_file_is_deferred_the_task_resumes_on_the_other_worker(
+    celery_world: CeleryWorld,
+) -> None:
+    """Killed: the Celery worker that ran ``import_file`` (SIGKILL to its process group), while the task is
+    deferred on its Batch job (held RUNNING): it holds no worker slot, so nothing is lost. Checked: after release
+    the task resumes on the other worker in the same try, the run succeeds, the file is verified, one SubmitJob.
+    (A worker dying while the task polls from its slot, ``import.deferrable = false``, and the retry that
+    reattaches: tests/faults/test_worker_death.py.)"""
+    world = celery_world
+    key, import_id, run_id, job, held = _held_import(world, days_ago(20), "worker-kill.csv", rows=400)
     try:
-        first = world.wait_for_task(run_id, "import_file", state="running", timeout=120)
-        victim = first["hostname"]
+        deferred = world.wait_for_task(run_id, "import_file", state="deferred", timeout=120)
+        victim = deferred["hostname"]
         assert victim in world.stack.worker_names, f"import_file ran on {victim!r}, not on a stack worker"
         world.stack.kill(victim)
-
-        retry = world.wait_for_task(
-            run_id,
-            "import_file",
-            state="running",
-            min_try=first["try_number"] + 1,
-            timeout=TASK_RETRY_TIMEOUT,
-        )
-        (survivor,) = [name for name in world.stack.worker_names if name != victim]
-        assert retry["hostname"] == survivor, retry
-        world.stack.start_component(victim)
+        world.release(held)
+        (run,) = world.client.wait_for_runs(IMPORT_DAG_ID, [run_id], timeout=RUN_TIMEOUT)
     finally:
         world.release(held)
         world.ensure_all_running()
 
-    (run,) = world.client.wait_for_runs(IMPORT_DAG_ID, [run_id], timeout=RUN_TIMEOUT)
-    assert run["state"] == "success", world.task_instance(run_id, "import_file", 0)
-    assert world.verified(import_id), f"{key} has no verification marker"
-    submitted = world.jobs_for_file(key)
-    assert [j["jobId"] for j in submitted] == [job["jobId"]], (
-        f"SubmitJob made {len(submitted)} jobs: {submitted}"
-    )
     final = world.task_instance(run_id, "import_file", 0)
-    assert final["try_number"] == first["try_number"] + 1, final
+    assert run["state"] == "success", final
+    assert world.verified(import_id), f"{key} has no verification marker"
+    assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
+    (survivor,) = [name for name in world.stack.worker_names if name != victim]
+    assert (final["try_number"], final["hostname"]) == (deferred["try_number"], survivor), final
 
 
 def test_the_scheduler_killed_mid_backfill_and_restarted_the_backfill_completes_importing_each_file_once(
@@ -86,7 +85,7 @@ def test_the_scheduler_killed_mid_backfill_and_restarted_the_backfill_completes_
     days = [days_ago(32), days_ago(31), days_ago(30)]
     keys = [f"{FEED.landing_prefix}{day.isoformat()}/scheduler-kill-{n}.csv" for n, day in enumerate(days)]
     import_ids = [world.land(key, rows=300) for key in keys]
-    marker = world.hold_jobs_named(_job_prefix(world, keys[1]))
+    marker = world.hold_jobs_named(job_name_prefix(keys[1]))
     backfill = world.client.backfill_while_paused(
         IMPORT_DAG_ID,
         from_date=f"{days[0].isoformat()}T00:00:00Z",
@@ -149,18 +148,27 @@ def test_redis_restarted_while_runs_are_queued_the_runs_complete(celery_world: C
     assert {key: len(world.jobs_for_file(key)) for key in keys} == dict.fromkeys(keys, 1)
 
 
-def test_triggerer_restart_while_jobs_are_deferred() -> None:
-    """Skipped while the import's Batch wait is not deferrable: there is nothing deferred for the triggerer to
-    lose. This checks that premise on the parsed DAG, so the test fails (asking to be written) once a deferrable
-    wait appears."""
-    from airflow.dag_processing.dagbag import DagBag
+def test_triggerer_restart_while_jobs_are_deferred(celery_world: CeleryWorld) -> None:
+    """Killed: the triggerer (SIGKILL to its process group) while ``import_file`` is deferred on its Batch job
+    (held RUNNING); then started again, and the job released. Checked: the task instance is ``deferred`` (REST
+    API) before the kill and still after the restart; the new triggerer takes the trigger over, the run succeeds
+    in the same try, the file is verified, one SubmitJob in all."""
+    world = celery_world
+    key, import_id, run_id, job, held = _held_import(world, days_ago(50), "triggerer-restart.csv", rows=300)
+    try:
+        deferred = world.wait_for_task(run_id, "import_file", state="deferred", timeout=120)
+        killed_pid = world.stack.kill("triggerer")
+        assert not world.stack.components["triggerer"].running()
+        world.stack.start_component("triggerer")
+        assert world.stack.components["triggerer"].pid != killed_pid
+        world.stack.wait_until_healthy(timeout=180)
+        assert world.task_instance(run_id, "import_file", 0)["state"] == "deferred"
+    finally:
+        world.release(held)
+        world.ensure_all_running()
 
-    from tests.conftest import PROJECT_ROOT
-
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "import_feeds.py")).dags.get(IMPORT_DAG_ID)
-    assert dag is not None
-    deferrable = [task.task_id for task in dag.tasks if getattr(task, "deferrable", False)]
-    assert deferrable == [], f"tasks {deferrable} can defer now: write the triggerer-restart test"
-    pytest.skip(
-        "no deferrable Batch wait exists yet (import_file polls from its worker slot): nothing to defer"
-    )
+    (run,) = world.client.wait_for_runs(IMPORT_DAG_ID, [run_id], timeout=RUN_TIMEOUT)
+    assert run["state"] == "success", world.task_instance(run_id, "import_file", 0)
+    assert world.verified(import_id), f"{key} has no verification marker"
+    assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
+    assert world.task_instance(run_id, "import_file", 0)["try_number"] == deferred["try_number"]

@@ -42,6 +42,8 @@ E2E_CONFIG = {
     "CSV_IMPORT__IMPORT__MAX_SHARDS": "3",
     "CSV_IMPORT__IMPORT__POLL_INTERVAL_SECONDS": "1",
     "CSV_IMPORT__IMPORT__RETRY_DELAY_SECONDS": "1",
+    # dag.test() runs the trigger in-process, with no executor whose late events the delay guards against.
+    "CSV_IMPORT__IMPORT__DEFERRAL_SETTLE_SECONDS": "0",
     "CSV_IMPORT__SCHEDULE__SENSOR_GRACE_SECONDS": "3",
     "CSV_IMPORT__SCHEDULE__SENSOR_POKE_SECONDS": "1",
 }

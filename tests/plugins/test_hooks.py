@@ -6,11 +6,9 @@ are asserted exactly; S3 and DynamoDB are moto in-process (``mock_aws``). Sleeps
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -31,15 +29,6 @@ REGION = "us-east-1"
 QUEUE = "csv-import-queue"
 JOB_NAME = "csv-import-orders-csv-0123456789abcdef0123"
 IMPORT_ID = "0123456789abcdef01234567"
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    """A moto S3 client with the landing bucket (moto in-process for the whole test)."""
-    with mock_aws():
-        client = boto3.client("s3", region_name=REGION)
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def write_manifests(s3: Any, *shards: dict[str, Any], import_id: str = IMPORT_ID) -> None:

@@ -13,6 +13,7 @@ from batch_import.files import (
     LandingKeyError,
     confine_to_landing_prefix,
     job_name_for,
+    job_name_prefix,
     partition_date,
     plan_imports,
     s3_key_pattern,
@@ -133,6 +134,26 @@ def test_job_names_are_deterministic_valid_and_distinct_per_run_and_file() -> No
         dag_id="d", run_id="manual__2026-01-01T00:00:00+00:00", import_id="abd", s3_key="k/ü x.csv"
     )
     assert len(job_name_for(dag_id="d", run_id="r", import_id="i", s3_key="x" * 500 + ".csv")) <= 128
+
+
+def test_every_runs_job_of_one_import_starts_with_the_imports_prefix_and_no_other_imports_does() -> None:
+    key = "incoming/2026-01-01/orders.csv"
+    prefix = job_name_prefix(key, "0123456789abcdef01234567")
+    event_run = job_name_for(
+        dag_id="d", run_id="asset_triggered__1", import_id="0123456789abcdef01234567", s3_key=key
+    )
+    scheduled = job_name_for(
+        dag_id="d", run_id="scheduled__1", import_id="0123456789abcdef01234567", s3_key=key
+    )
+    new_version = job_name_for(
+        dag_id="d", run_id="scheduled__1", import_id="fedcba9876543210fedcba98", s3_key=key
+    )
+
+    assert event_run != scheduled
+    assert event_run.startswith(prefix)
+    assert scheduled.startswith(prefix)
+    assert not new_version.startswith(prefix)
+    assert new_version.startswith(job_name_prefix(key))  # every version of the file
 
 
 def test_plans_carry_the_jobs_inputs_and_array_properties_for_large_files() -> None:

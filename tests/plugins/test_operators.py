@@ -18,12 +18,20 @@ from unittest import mock
 
 import boto3
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.providers.amazon.aws.triggers.batch import BatchJobTrigger
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException, TaskDeferred
 from botocore.stub import Stubber
 from moto import mock_aws
 
 from batch_import.config import load_config
-from batch_import.files import ImportSettings, LandedFile, plan_imports, verified_marker_key
+from batch_import.files import (
+    ImportSettings,
+    LandedFile,
+    job_claim_key,
+    job_name_prefix,
+    plan_imports,
+    verified_marker_key,
+)
 from batch_import.hooks import ImportJobHook
 from batch_import.links import ImportManifestsLink
 from batch_import.operators import (
@@ -297,6 +305,7 @@ class TestListLandedFilesOperator:
 S3_KEY = f"{LANDING}{DATE}/orders.csv"
 OVERRIDES = {"environment": [{"name": "key", "value": S3_KEY}]}
 TAGS = {"dag_id": DAG_ID, "run_id": RUN_ID, "import_id": IMPORT_ID}
+IMPORT_PREFIX = job_name_prefix(S3_KEY, IMPORT_ID)
 
 
 def submit_operator(**kwargs: Any) -> BatchSubmitOperator:
@@ -331,6 +340,14 @@ class BatchStub:
             {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [JOB_NAME]}]},
         )
 
+    def lists_import(self, *summaries: dict[str, Any]) -> None:
+        """The cross-run lookup: every run's jobs of the import, by the import's job-name prefix."""
+        self.stubber.add_response(
+            "list_jobs",
+            {"jobSummaryList": list(summaries)},
+            {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [f"{IMPORT_PREFIX}*"]}]},
+        )
+
     def submits(self, job_id: str, **extra: Any) -> None:
         self.stubber.add_response(
             "submit_job",
@@ -359,6 +376,18 @@ class BatchStub:
         self.describes(job, times=3)
 
 
+def assert_follows(
+    operator: BatchSubmitOperator, batch: BatchStub, wait_for_job: mock.MagicMock, job_id: str
+) -> None:
+    """The operator waits on the (succeeding) ``job_id`` and submits nothing (the stub would refuse it)."""
+    batch.monitors(batch_job(job_id, "SUCCEEDED", container={"exitCode": 0}))
+
+    assert operator.execute(context()) == job_id
+
+    batch.stubber.assert_no_pending_responses()
+    wait_for_job.assert_called_once_with(job_id)
+
+
 @pytest.fixture
 def wait_for_job() -> Iterator[mock.MagicMock]:
     with mock.patch.object(ImportJobHook, "wait_for_job") as wait:
@@ -372,6 +401,7 @@ class TestBatchSubmitOperatorSubmit:
         operator = submit_operator(array_properties={"size": 3})
         batch = BatchStub(operator)
         batch.lists()
+        batch.lists_import()
         batch.submits("job-new", arrayProperties={"size": 3})
         batch.monitors(batch_job("job-new", "SUCCEEDED", container={"exitCode": 0}))
 
@@ -390,12 +420,7 @@ class TestBatchSubmitOperatorSubmit:
             {"jobId": "job-failed", "status": "FAILED", "createdAt": 9},
             {"jobId": "job-first", "status": status, "createdAt": 1},
         )
-        batch.monitors(batch_job("job-first", "SUCCEEDED", container={"exitCode": 0}))
-
-        assert operator.execute(context()) == "job-first"  # no SubmitJob: the stub would refuse it
-
-        batch.stubber.assert_no_pending_responses()
-        wait_for_job.assert_called_once_with("job-first")
+        assert_follows(operator, batch, wait_for_job, "job-first")
 
     def test_a_failed_job_of_the_name_is_not_reattached_to(
         self, aws: SimpleNamespace, wait_for_job: mock.MagicMock
@@ -403,6 +428,7 @@ class TestBatchSubmitOperatorSubmit:
         operator = submit_operator()
         batch = BatchStub(operator)
         batch.lists({"jobId": "job-failed", "status": "FAILED", "createdAt": 1})
+        batch.lists_import({"jobId": "job-failed", "jobName": JOB_NAME, "status": "FAILED", "createdAt": 1})
         batch.submits("job-second")
         batch.monitors(batch_job("job-second", "SUCCEEDED", container={"exitCode": 0}))
 
@@ -415,6 +441,7 @@ class TestBatchSubmitOperatorFailures:
         """Expect a submit whose job ends ``job`` (FAILED), then the operator's own describe of it."""
         batch = BatchStub(operator)
         batch.lists()
+        batch.lists_import()
         batch.submits(
             job["jobId"],
             **({"arrayProperties": operator.array_properties} if operator.array_properties else {}),
@@ -510,6 +537,143 @@ class TestBatchSubmitOperatorFailures:
         assert "AWS Batch job array-1 exited with 4 (REJECT_RATIO_EXCEEDED); " in message
         assert "rows_read=230 rows_imported=30 rows_rejected=200 " in message
         assert "(manifests of 3/3 shards, status reject_ratio_exceeded)" in message
+
+
+class TestBatchSubmitOperatorOneJobPerImport:
+    def test_an_active_job_of_the_import_from_another_run_is_followed_not_submitted(
+        self, aws: SimpleNamespace, wait_for_job: mock.MagicMock
+    ) -> None:
+        operator = submit_operator()
+        batch = BatchStub(operator)
+        batch.lists()  # nothing of this run
+        other_run = f"{IMPORT_PREFIX}0123456789abcdef"
+        batch.lists_import(
+            {"jobId": "job-ended", "jobName": other_run, "status": "SUCCEEDED", "createdAt": 1},
+            {"jobId": "job-other-file", "jobName": f"{IMPORT_PREFIX}x", "status": "RUNNING", "createdAt": 2},
+            {"jobId": "job-event-run", "jobName": other_run, "status": "RUNNABLE", "createdAt": 3},
+        )
+        batch.stubber.add_response(
+            "describe_jobs",
+            {
+                "jobs": [
+                    batch_job("job-other-file", "RUNNING", createdAt=2, tags={"import_id": "another-import"}),
+                    batch_job("job-event-run", "RUNNABLE", createdAt=3, tags={"import_id": IMPORT_ID}),
+                ]
+            },
+            {"jobs": ["job-other-file", "job-event-run"]},
+        )
+        assert_follows(operator, batch, wait_for_job, "job-event-run")
+
+    def test_the_submitted_job_is_recorded_in_the_imports_claim(
+        self, aws: SimpleNamespace, wait_for_job: mock.MagicMock
+    ) -> None:
+        operator = submit_operator()
+        batch = BatchStub(operator)
+        batch.lists()
+        batch.lists_import()
+        batch.submits("job-new")
+        batch.monitors(batch_job("job-new", "SUCCEEDED", container={"exitCode": 0}))
+
+        operator.execute(context())
+
+        claim = aws.s3.get_object(Bucket=BUCKET, Key=job_claim_key("manifests/", IMPORT_ID))
+        assert json.loads(claim["Body"].read())["job_id"] == "job-new"
+
+
+class TestBatchSubmitOperatorDeferrable:
+    """``deferrable=True``: the wait is the provider's ``BatchJobTrigger``; what the task does after it
+    (``execute_complete``) classifies failures as the polling wait does."""
+
+    def test_a_job_in_flight_defers_to_the_batch_trigger_at_the_poll_interval_after_the_settle_delay(
+        self, aws: SimpleNamespace
+    ) -> None:
+        operator = submit_operator(deferrable=True, max_retries=50, first_poll_delay=7.0)
+        batch = BatchStub(operator)
+        batch.lists()
+        batch.lists_import()
+        batch.submits("job-1")
+        batch.describes(batch_job("job-1", "RUNNABLE"))
+
+        with pytest.raises(TaskDeferred) as deferred:
+            operator.execute(context())
+
+        batch.stubber.assert_no_pending_responses()
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, BatchJobTrigger)
+        assert deferred.value.method_name == "execute_complete"
+        _, kwargs = trigger.serialize()
+        assert (kwargs["job_id"], kwargs["waiter_delay"], kwargs["waiter_max_attempts"]) == ("job-1", 1, 50)
+        assert kwargs["first_poll_delay"] == 7.0
+
+    def test_a_non_retryable_exit_code_after_the_wait_fails_without_retry_naming_the_counts(
+        self, aws: SimpleNamespace
+    ) -> None:
+        write_manifests(
+            aws.s3,
+            {"rows_read": 20, "rows_imported": 5, "rows_rejected": 15, "status": "reject_ratio_exceeded"},
+        )
+        operator = submit_operator(deferrable=True)
+        batch = BatchStub(operator)
+        batch.describes(batch_job("job-1", "FAILED", container={"exitCode": 4}), times=2)  # log link, status
+
+        with pytest.raises(AirflowFailException) as failed:
+            operator.execute_complete(
+                context(), {"status": "error", "message": "terminal failure", "job_id": "job-1"}
+            )
+
+        batch.stubber.assert_no_pending_responses()
+        assert str(failed.value) == (
+            f"Import {IMPORT_ID} of s3://{BUCKET}/{S3_KEY} failed and is not retried: AWS Batch job job-1 exited "
+            "with 4 (REJECT_RATIO_EXCEEDED); rows_read=20 rows_imported=5 rows_rejected=15 duplicate_keys=0 "
+            "distinct_keys=5 (manifests of 1/1 shards, status reject_ratio_exceeded); "
+            f"rejected rows under s3://{BUCKET}/rejected/{IMPORT_ID}/"
+        )
+
+    def test_any_other_failure_after_the_wait_stays_retryable(self, aws: SimpleNamespace) -> None:
+        operator = submit_operator(deferrable=True)
+        batch = BatchStub(operator)
+        job = batch_job(
+            "job-1", "FAILED", statusReason="Essential container in task exited", container={"exitCode": 1}
+        )
+        batch.describes(job, times=2)
+
+        with pytest.raises(AirflowException) as failed:
+            operator.execute_complete(
+                context(), {"status": "error", "message": "terminal failure", "job_id": "job-1"}
+            )
+
+        batch.stubber.assert_no_pending_responses()
+        assert not isinstance(failed.value, AirflowFailException)
+        assert str(failed.value) == (
+            f"AWS Batch job job-1 importing s3://{BUCKET}/{S3_KEY} failed (exit codes [1], "
+            "Essential container in task exited); a retry may fix this"
+        )
+
+    def test_a_job_that_succeeded_completes_the_task_with_its_id(self, aws: SimpleNamespace) -> None:
+        operator = submit_operator(deferrable=True)
+        batch = BatchStub(operator)
+        batch.describes(batch_job("job-1", "SUCCEEDED", container={"exitCode": 0}), times=2)
+
+        assert operator.execute_complete(context(), {"status": "success", "job_id": "job-1"}) == "job-1"
+        batch.stubber.assert_no_pending_responses()
+
+    def test_a_job_failed_by_its_first_describe_is_classified_without_deferring(
+        self, aws: SimpleNamespace
+    ) -> None:
+        operator = submit_operator(deferrable=True)
+        batch = BatchStub(operator)
+        batch.lists()
+        batch.lists_import()
+        batch.submits("job-1")
+        batch.describes(
+            batch_job("job-1", "FAILED", container={"exitCode": 3}), times=3
+        )  # links, log link, status
+
+        with pytest.raises(
+            AirflowFailException, match=r"exited with 3 \(BAD_INPUT\); no manifest was written"
+        ):
+            operator.execute(context())
+        batch.stubber.assert_no_pending_responses()
 
 
 # --- VerifyImportOperator ------------------------------------------------------------------------------
