@@ -82,6 +82,7 @@ def run(context: BenchContext) -> str:
         large = _land_and_wait(stack, feed, f"{prefix}large.csv", large_rows)
         events = stack.config.events
         poll_interval = feed.import_.poll_interval_seconds
+        settle = feed.import_.deferral_settle_seconds if feed.import_.deferrable else 0
     seconds = [each.seconds for each in small]
     p50, worst = statistics.median(seconds), max(seconds)
     lines = [
@@ -112,8 +113,9 @@ def run(context: BenchContext) -> str:
             "What bounds it: a message that arrives during a long poll is received at once, one that arrives during "
             f"the pause after an empty receive waits up to {events.empty_poll_delay_seconds} s; then the triggerer "
             "records the asset event, the scheduler's next loop creates the run, and four tasks start one after "
-            "another on the LocalExecutor (a few seconds each on 2 cores); `import_file` sees its job finish at "
-            f"its next Batch poll (up to {poll_interval} s); `verify_file` counts and writes the marker. Lower "
+            "another on the LocalExecutor (a few seconds each on 2 cores); `import_file`, deferred, polls Batch "
+            f"first after {settle:g} s (`import.deferral_settle_seconds`) and then every {poll_interval} s, so it sees "
+            "its job finish up to one poll late; `verify_file` counts and writes the marker. Lower "
             "`events.empty_poll_delay_seconds` and `import.poll_interval_seconds` for lower latency (the demo uses "
             "1 s and 2 s), at the cost of more SQS receives and Batch DescribeJobs calls."
         ),
