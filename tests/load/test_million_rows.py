@@ -25,7 +25,7 @@ from tests.fixtures.airflow_cli import airflow_cli_env, run_airflow
 from tests.fixtures.feeds import first_feed
 from tests.load.process_memory import PeakMemorySampler, ProcessPeak
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.slow, pytest.mark.load, pytest.mark.timeout(2400)]
 
 REGION = "us-east-1"
 ROWS = 1_000_000

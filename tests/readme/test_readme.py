@@ -25,7 +25,7 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
         ("Makefile", "$(BIN)/python -m include.demo$(if $(EXECUTOR), --executor $(EXECUTOR))"),
         ("tests/celery/test_demo_on_celery.py", '"--executor", "celery"'),
     ],
-    "make test": [(".ci/run", "\nmake test\n")],  # CI's entry point runs exactly this
+    "make test": [(".ci/run", "\nmake test\n")],  # CI's entry point runs exactly this, then make test-load
     "make config": [
         ("Makefile", "config: $(STAMP)\n\t@PYTHONPATH=plugins $(BIN)/python -m batch_import.config\n"),
         ("tests/readme/test_make_targets.py", 'make_command("config")'),
@@ -89,6 +89,7 @@ def test_every_config_key_and_its_override_is_documented() -> None:
 MAKE_TARGETS_RUN_BY = {
     "demo": "tests/demo/test_make_demo.py",
     "test": ".ci/run",
+    "test-load": ".ci/run",
     "lint": "Makefile",  # `test: $(STAMP) lint`: every `make test` runs it
     "push-image": "tests/deploy/test_push_image.py",
     "format": "tests/readme/test_make_targets.py",
