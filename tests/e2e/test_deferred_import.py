@@ -9,7 +9,8 @@ it RUNNING, nothing runs until SIGCONT), so "while the job runs" never depends o
 - A bad file fails ``import_file`` at once in deferrable mode: failed in try 1 (retries are configured),
   the counts in the failure message.
 - Runs racing for the same file make one Batch job, which both follow and succeed on: two UI runs naming it via
-  ``s3_key``; a backfill of its day and a UI run naming it.
+  ``s3_key``; a backfill of its day and a UI run naming it; the run its S3 event started (the feed's watcher)
+  and the timetable run of its day (a backfill).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 
 from batch_import.config import load_config
 from batch_import.files import job_name_prefix
+from csv_importer.import_id import derive_import_id
 from include.airflow_standalone import AirflowStandalone, local_aws_connection
 from include.demo.local_endpoint import LocalEndpointProcess
 from include.demo.run import provision
@@ -44,6 +46,8 @@ SETTINGS = {
     "CSV_IMPORT__SCHEDULE__SENSOR_GRACE_SECONDS": "20",
     "CSV_IMPORT__SCHEDULE__SENSOR_POKE_SECONDS": "5",
     "CSV_IMPORT__SCHEDULE__MAX_ACTIVE_RUNS": "3",
+    "CSV_IMPORT__EVENTS__EMPTY_POLL_DELAY_SECONDS": "1",
+    "CSV_IMPORT__EVENTS__LONG_POLL_SECONDS": "5",
 }
 RUN_TIMEOUT = 240.0
 
@@ -176,3 +180,29 @@ def test_a_backfill_and_a_ui_run_racing_for_one_file_make_one_batch_job(world: H
     )
     ui_run = world.client.trigger(IMPORT_DAG_ID, conf={"s3_key": key}, logical_date=None)["dag_run_id"]
     _one_job_followed_by(world, key, import_id, [backfill_run["dag_run_id"], ui_run], marker)
+
+
+def test_an_event_run_and_its_days_timetable_run_racing_for_one_file_make_one_batch_job(
+    world: HeldJobsWorld,
+) -> None:
+    day = days_ago(64)
+    key = f"{FEED.landing_prefix}{day.isoformat()}/event-raced.csv"
+    marker = world.hold_jobs_named(job_name_prefix(key))
+    body = "id,price,quantity\n" + "".join(f"event-raced-{n:04d},{n}.5,{n % 7}\n" for n in range(200))
+    # Landed with its S3 event: the feed's watcher starts the run that submits (and here holds) the file's job.
+    etag = world.s3.put_object(Bucket=world.config.bucket.name, Key=key, Body=body.encode())["ETag"]
+    import_id = derive_import_id(world.config.bucket.name, key, etag)
+    held_job = world.wait_for_running_job(marker.name)
+    (described,) = world.batch.describe_jobs(jobs=[held_job["jobId"]])["jobs"]
+    event_run_id = described["tags"]["run_id"]
+    (event_run,) = [
+        run
+        for run in world.client.dag_runs(IMPORT_DAG_ID, run_type="asset_triggered")
+        if run["dag_run_id"] == event_run_id
+    ]
+    midnight = f"{day.isoformat()}T00:00:00Z"
+    world.client.backfill_while_paused(IMPORT_DAG_ID, from_date=midnight, to_date=midnight, max_active_runs=1)
+    (backfill_run,) = world.client.dag_runs(
+        IMPORT_DAG_ID, run_type="backfill", logical_date_gte=midnight, logical_date_lte=midnight
+    )
+    _one_job_followed_by(world, key, import_id, [event_run["dag_run_id"], backfill_run["dag_run_id"]], marker)
