@@ -29,8 +29,12 @@ class StackError(RuntimeError):
 class ProvisionedStack:
     standalone: AirflowStandalone
     client: AirflowRestClient
-    endpoint_url: str
+    endpoint: LocalEndpointProcess
     config: PipelineConfig
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.endpoint.url
 
     def aws(self, service_name: str) -> Any:
         """A boto3 client of the local endpoint."""
@@ -84,7 +88,7 @@ def provisioned_stack(home: Path, settings: Mapping[str, str]) -> Iterator[Provi
         )
         if provisioned["state"] != "success":
             raise StackError(f"{PROVISION_DAG_ID} ended {provisioned['state']}; logs under {home}")
-        yield ProvisionedStack(standalone=standalone, client=client, endpoint_url=endpoint.url, config=config)
+        yield ProvisionedStack(standalone=standalone, client=client, endpoint=endpoint, config=config)
     finally:
         if standalone is not None:
             standalone.stop()

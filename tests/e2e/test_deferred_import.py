@@ -15,7 +15,6 @@ it RUNNING, nothing runs until SIGCONT), so "while the job runs" never depends o
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -23,15 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from batch_import.config import load_config
 from batch_import.files import job_name_prefix
 from csv_importer.import_id import derive_import_id
-from include.airflow_standalone import AirflowStandalone, local_aws_connection
-from include.demo.local_endpoint import LocalEndpointProcess
-from include.demo.run import provision
-from include.demo.stack import put_without_event
+from include.demo.stack import provisioned_stack, put_without_event
 from include.local_aws.job_runtime import HOLD_DIR_VARIABLE
-from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, HeldJobsWorld, days_ago, local_client
+from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, HeldJobsWorld, days_ago
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -57,34 +52,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeldJobsWorld]:
     home = tmp_path_factory.mktemp("deferred")
     hold_dir = home / "held_jobs"
     hold_dir.mkdir()
-    extra_env = {**SETTINGS, HOLD_DIR_VARIABLE: str(hold_dir)}
-    config = load_config(environ={**os.environ, **extra_env})
-    endpoint = LocalEndpointProcess(log_path=home / "local_aws.log", extra_env=extra_env)
-    standalone: AirflowStandalone | None = None
-    try:
-        endpoint.start()
-        standalone = AirflowStandalone(
-            airflow_home=home / "airflow_home",
-            aws_connection=local_aws_connection(endpoint_url=endpoint.url, region_name=config.aws.region),
-            extra_env=extra_env,
-            log_path=home / "airflow.log",
-        )
-        standalone.start()
-        client = standalone.client()
-        client.wait_for_dag(IMPORT_DAG_ID)
-        provision(client, time.monotonic())
+    with provisioned_stack(home, {**SETTINGS, HOLD_DIR_VARIABLE: str(hold_dir)}) as stack:
         yield HeldJobsWorld(
-            endpoint=endpoint,
-            client=client,
-            config=config,
-            s3=local_client("s3", endpoint.url, config.aws.region),
-            batch=local_client("batch", endpoint.url, config.aws.region),
+            endpoint=stack.endpoint,
+            client=stack.client,
+            config=stack.config,
+            s3=stack.aws("s3"),
+            batch=stack.aws("batch"),
             hold_dir=hold_dir,
         )
-    finally:
-        if standalone is not None:
-            standalone.stop()
-        endpoint.stop()
 
 
 def _land_held(world: HeldJobsWorld, key: str, rows: int) -> tuple[str, Path]:
@@ -174,12 +150,15 @@ def test_a_backfill_and_a_ui_run_racing_for_one_file_make_one_batch_job(world: H
     key = f"{FEED.landing_prefix}{day.isoformat()}/backfilled.csv"
     import_id, marker = _land_held(world, key, rows=200)
     midnight = f"{day.isoformat()}T00:00:00Z"
-    world.client.backfill_while_paused(IMPORT_DAG_ID, from_date=midnight, to_date=midnight, max_active_runs=1)
+    backfill = world.client.backfill_while_paused(
+        IMPORT_DAG_ID, from_date=midnight, to_date=midnight, max_active_runs=1
+    )
     (backfill_run,) = world.client.dag_runs(
         IMPORT_DAG_ID, run_type="backfill", logical_date_gte=midnight, logical_date_lte=midnight
     )
     ui_run = world.client.trigger(IMPORT_DAG_ID, conf={"s3_key": key}, logical_date=None)["dag_run_id"]
     _one_job_followed_by(world, key, import_id, [backfill_run["dag_run_id"], ui_run], marker)
+    world.client.wait_for_backfill(backfill, timeout=RUN_TIMEOUT)  # a DAG has one running backfill at a time
 
 
 def test_an_event_run_and_its_days_timetable_run_racing_for_one_file_make_one_batch_job(
@@ -201,8 +180,11 @@ def test_an_event_run_and_its_days_timetable_run_racing_for_one_file_make_one_ba
         if run["dag_run_id"] == event_run_id
     ]
     midnight = f"{day.isoformat()}T00:00:00Z"
-    world.client.backfill_while_paused(IMPORT_DAG_ID, from_date=midnight, to_date=midnight, max_active_runs=1)
+    backfill = world.client.backfill_while_paused(
+        IMPORT_DAG_ID, from_date=midnight, to_date=midnight, max_active_runs=1
+    )
     (backfill_run,) = world.client.dag_runs(
         IMPORT_DAG_ID, run_type="backfill", logical_date_gte=midnight, logical_date_lte=midnight
     )
     _one_job_followed_by(world, key, import_id, [event_run["dag_run_id"], backfill_run["dag_run_id"]], marker)
+    world.client.wait_for_backfill(backfill, timeout=RUN_TIMEOUT)
