@@ -103,10 +103,12 @@ def run(context: BenchContext) -> str:
             for each in [*small, large]
         ),
         "",
+        f"The large file ({large.shards} shards): {large.seconds:.0f} s.",
+        "",
         (
-            f"Small files: p50 {p50:.0f} s, max {worst:.0f} s (goal: p50 <= {GOAL_P50_SECONDS:.0f} s, max <= "
-            f"{GOAL_MAX_SECONDS:.0f} s: {'met' if p50 <= GOAL_P50_SECONDS and worst <= GOAL_MAX_SECONDS else 'NOT met'}); "
-            f"the large file ({large.shards} shards): {large.seconds:.0f} s."
+            f"Goal: small files landing to verified p50 at most {GOAL_P50_SECONDS:.0f} s and max at most "
+            f"{GOAL_MAX_SECONDS:.0f} s with the shipped polling. Measured p50 {p50:.0f} s, max {worst:.0f} s: "
+            f"{'meets' if p50 <= GOAL_P50_SECONDS and worst <= GOAL_MAX_SECONDS else 'misses'} the goal."
         ),
         "",
         (
