@@ -38,17 +38,22 @@ class ProvisionedStack:
 
     def aws(self, service_name: str) -> Any:
         """A boto3 client of the local endpoint."""
-        return boto3.client(
-            service_name,
-            endpoint_url=self.endpoint_url,
-            region_name=self.config.aws.region,
-            aws_access_key_id=LOCAL_CREDENTIALS,
-            aws_secret_access_key=LOCAL_CREDENTIALS,
-        )
+        return local_client(service_name, self.endpoint_url, self.config.aws.region)
 
     def land_without_event(self, key: str, body: bytes) -> str:
         """:func:`put_without_event` into the pipeline's bucket; returns the object's ETag."""
         return put_without_event(self.aws("s3"), bucket_name=self.config.bucket.name, key=key, body=body)
+
+
+def local_client(service: str, endpoint_url: str, region_name: str) -> Any:
+    """A boto3 client of the local endpoint (it accepts any credentials)."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region_name,
+        aws_access_key_id=LOCAL_CREDENTIALS,
+        aws_secret_access_key=LOCAL_CREDENTIALS,
+    )
 
 
 def put_without_event(s3_client: Any, *, bucket_name: str, key: str, body: bytes) -> str:

@@ -26,9 +26,10 @@ from include.celery_stack.stack import CeleryStack
 from include.demo import PROVISION_DAG_ID
 from include.demo.local_endpoint import LocalEndpointProcess
 from include.demo.run import demo_environment, provision
+from include.demo.stack import local_client
 from include.local_aws.job_runtime import HOLD_DIR_VARIABLE
 from tests.demo import process_tree
-from tests.fixtures.held_jobs import IMPORT_DAG_ID, HeldJobsWorld, local_client
+from tests.fixtures.held_jobs import IMPORT_DAG_ID, HeldJobsWorld
 
 # Fault-test sizing: a failed try is retried after 5 s (not 60); a scheduled run without files gives up after
 # 20 s, so the daily run the unpause creates does not hold one of the DAG's active-run slots for an hour.

@@ -24,6 +24,7 @@ from include.airflow_standalone import AirflowRestClient
 from include.demo.stack import ProvisionedStack, provisioned_stack
 from tests.e2e.conftest import csv_text
 from tests.fixtures.feeds import first_feed
+from tests.fixtures.held_jobs import BATCH_STATUSES
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,6 @@ EVENT_SETTINGS = {
 }
 VERIFIED_WITHIN = 300.0  # generous: a 2-core machine shared with other work
 HEADER = ["id", "name", "price"]
-JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class EventStack:
         paginator = self.batch.get_paginator("list_jobs")
         job_ids = [
             job["jobId"]
-            for status in JOB_STATUSES  # without a status (or filter) Batch lists only RUNNING jobs
+            for status in BATCH_STATUSES  # without a status (or filter) Batch lists only RUNNING jobs
             for page in paginator.paginate(jobQueue=self.config.batch.job_queue, jobStatus=status)
             for job in page["jobSummaryList"]
         ]
