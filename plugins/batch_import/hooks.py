@@ -113,10 +113,10 @@ class ImportJobHook(BatchClientHook):
         ]
         return min(described, key=lambda job: (job.get("createdAt", 0), job["jobId"]), default=None)
 
-    def is_job_active(self, job_id: str) -> bool:
-        """Whether the job is still SUBMITTED..RUNNING (a job Batch no longer knows is not)."""
+    def job_status(self, job_id: str) -> str | None:
+        """The job's status, or None when Batch no longer knows the job."""
         jobs = self.client.describe_jobs(jobs=[job_id])["jobs"]
-        return bool(jobs) and jobs[0].get("status") in self.INTERMEDIATE_STATES
+        return str(jobs[0].get("status")) if jobs else None
 
     def failed_exit_codes(self, job: dict[str, Any]) -> set[int]:
         """Exit codes of a failed job (a ``DescribeJobs`` entry), or of an array job's failed children."""

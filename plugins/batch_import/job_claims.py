@@ -6,10 +6,14 @@ first look for an active job of the import on the queue and follow it (:func:`su
 claim closes that window. A run submits only after creating ``<manifest_prefix><import_id>/batch_job.json`` with
 S3's conditional write (``If-None-Match: *``), and records the job id in it. A run that finds the claim taken
 
-* follows the job the claim names while that job is active (SUBMITTED..RUNNING),
-* takes the claim over (``If-Match`` on its ETag, so only one run wins) when that job has ended, or when the
-  claim names no job and is older than :data:`STALE_AFTER_SECONDS` (its owner died before submitting) or was
-  written by the same run (a retry of the try that died),
+* follows the job the claim names while the caller's ``follows`` says so: the operator follows a job that is
+  active (SUBMITTED..RUNNING), and one that SUCCEEDED unless the run asks to ``reprocess``: an import is not over
+  when its job ends but when a run verifies it, and the run that finds the job SUCCEEDED before that verifies
+  the rows that job wrote instead of importing the file a second time,
+* takes the claim over (``If-Match`` on its ETag, so only one run wins) when it follows not that job (it FAILED,
+  Batch no longer knows it, or the run reprocesses), or when the claim names no job and is older than
+  :data:`STALE_AFTER_SECONDS` (its owner died before submitting) or was written by the same run (a retry of the
+  try that died),
 * else waits: the owner is submitting right now.
 
 Plain functions over one boto3 S3 client; the Batch side comes in as callables (the operator's hook).
@@ -60,7 +64,7 @@ def submit_once(
     claim: ImportClaim,
     *,
     find_active: Callable[[], str | None],
-    is_active: Callable[[str], bool],
+    follows: Callable[[str], bool],
     submit: Callable[[], str],
     wait_seconds: float = WAIT_SECONDS,
     pause_seconds: float = PAUSE_SECONDS,
@@ -68,7 +72,7 @@ def submit_once(
     """The job id to wait on, and whether this call submitted it (False: another run's active job is followed).
 
     :param find_active: the id of an active job of the import on the queue, or None
-    :param is_active: whether a job id is still SUBMITTED..RUNNING
+    :param follows: whether to wait on the job id the claim names instead of submitting another
     :param submit: submits the import's job, returning its id
     :raises ClaimWaitTimeout: another run's claim named no job for ``wait_seconds``
     """
@@ -77,7 +81,7 @@ def submit_once(
         active = find_active()
         if active is not None:
             return active, False
-        etag, followed = _take(s3_client, claim, is_active)
+        etag, followed = _take(s3_client, claim, follows)
         if followed is not None:
             return followed, False
         if etag is not None:
@@ -91,7 +95,7 @@ def submit_once(
 
 
 def _take(
-    s3_client: S3Client, claim: ImportClaim, is_active: Callable[[str], bool]
+    s3_client: S3Client, claim: ImportClaim, follows: Callable[[str], bool]
 ) -> tuple[str | None, str | None]:
     """``(etag, None)`` when this run now holds the claim, ``(None, job_id)`` to follow, ``(None, None)`` to wait."""
     etag = _write(s3_client, claim, {"owner": claim.owner, "job_id": None}, IfNoneMatch="*")
@@ -102,7 +106,7 @@ def _take(
         return None, None
     body, current_etag, age_seconds = current
     job_id = body.get("job_id")
-    if job_id and is_active(job_id):
+    if job_id and follows(str(job_id)):
         return None, str(job_id)
     if job_id or age_seconds > STALE_AFTER_SECONDS or body.get("owner") == claim.owner:
         log.info("Taking over the claim s3://%s/%s (%s)", claim.bucket_name, claim.key, body)

@@ -352,6 +352,7 @@ class BatchSubmitOperator(BatchOperator):
         if own is not None:
             self._attach(context, own["jobId"], f"already submitted in this run ({own.get('status')})")
             return
+        reprocess = bool(context["params"].get("reprocess"))
         claim = ImportClaim(
             bucket_name=self.bucket_name,
             key=files.job_claim_key(self.manifest_prefix, self.import_id),
@@ -362,18 +363,27 @@ class BatchSubmitOperator(BatchOperator):
                 S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).conn,
                 claim,
                 find_active=self._active_import_job_id,
-                is_active=self.hook.is_job_active,
+                follows=lambda job_id: self._follows_claimed_job(job_id, reprocess=reprocess),
                 submit=lambda: self._submit_new_job(context),
             )
         except ClaimWaitTimeout as err:
             raise AirflowException(str(err)) from err
         if not submitted:
-            self._attach(context, job_id, "active for this import, submitted by another run")
+            self._attach(context, job_id, "the import's job, submitted by another run")
 
     def _active_import_job_id(self) -> str | None:
         name_prefix = files.job_name_prefix(self.s3_key, str(self.import_id))
         job = self.hook.find_active_import_job(self.job_queue, name_prefix, str(self.import_id))
         return None if job is None else str(job["jobId"])
+
+    def _follows_claimed_job(self, job_id: str, *, reprocess: bool) -> bool:
+        """Wait on the claim's job while it is active, and on one that SUCCEEDED unless ``reprocess``: that job
+        imported this file version already, and this run's verify_file checks its rows (the import is over when
+        verified, not when its job ends; job_claims)."""
+        status = self.hook.job_status(job_id)
+        return status in self.hook.INTERMEDIATE_STATES or (
+            status == self.hook.SUCCESS_STATE and not reprocess
+        )
 
     def _submit_new_job(self, context: Context) -> str:
         super().submit_job(context)

@@ -15,18 +15,23 @@ generous deadline that only turns a hang into a failure.
   messages survive the restart (append-only file), the workers come back and the runs complete.
 - The triggerer SIGKILLed while ``import_file`` is deferred on a held job, then started again: the new triggerer
   takes the trigger over; the run succeeds in the same try, the file verified by exactly one SubmitJob.
+- A file landed while the triggerer is stopped (its S3 event unreceived): the timetable run of its day imports
+  it; the late event's run starts no second job.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import pytest
 
 from batch_import.files import job_name_prefix
+from csv_importer.import_id import derive_import_id
 from tests.celery.conftest import CeleryWorld
-from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, days_ago
+from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, days_ago, local_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -172,3 +177,69 @@ def test_triggerer_restart_while_jobs_are_deferred(celery_world: CeleryWorld) ->
     assert world.verified(import_id), f"{key} has no verification marker"
     assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
     assert world.task_instance(run_id, "import_file", 0)["try_number"] == deferred["try_number"]
+
+
+def test_a_file_landed_while_the_triggerer_is_stopped_is_imported_by_its_days_timetable_run(
+    celery_world: CeleryWorld,
+) -> None:
+    """Stopped: the triggerer (SIGKILL), so no watcher receives the file's S3 event, landed meanwhile. Checked: the
+    timetable run of the file's day (a backfill) submits its one Batch job; with the triggerer started again its
+    deferred wait ends and the run succeeds, the file verified; the late event's run then starts no second job
+    (the message is consumed, its run ends, and the one job is still the backfill run's)."""
+    world = celery_world
+    day = days_ago(55)
+    key = f"{FEED.landing_prefix}{day.isoformat()}/triggerer-down.csv"
+    sqs = local_client("sqs", world.endpoint.url, world.config.aws.region)
+    queue_url = sqs.get_queue_url(QueueName=world.config.feed(FEED.name).event_queue)["QueueUrl"]
+    world.stack.kill("triggerer")
+    try:
+        body = "id,price,quantity\n" + "".join(f"triggerer-down-{n:04d},{n}.5,{n % 7}\n" for n in range(150))
+        etag = world.s3.put_object(Bucket=world.config.bucket.name, Key=key, Body=body.encode())["ETag"]
+        import_id = derive_import_id(world.config.bucket.name, key, etag)
+        midnight = f"{day.isoformat()}T00:00:00Z"
+        backfill = world.client.backfill_while_paused(
+            IMPORT_DAG_ID, from_date=midnight, to_date=midnight, max_active_runs=1
+        )
+        (backfill_run,) = world.client.dag_runs(
+            IMPORT_DAG_ID, run_type="backfill", logical_date_gte=midnight, logical_date_lte=midnight
+        )
+        world.wait_for_task(backfill_run["dag_run_id"], "import_file", state="deferred", timeout=180)
+        assert _waiting_messages(sqs, queue_url) >= 1, "the file's event should wait in the queue, unreceived"
+    finally:
+        world.ensure_all_running()
+
+    (run,) = world.client.wait_for_backfill(backfill, timeout=RUN_TIMEOUT)
+    assert run["state"] == "success", world.task_instance(run["dag_run_id"], "import_file", 0)
+    assert world.verified(import_id), f"{key} has no verification marker"
+    _wait(lambda: _waiting_messages(sqs, queue_url) == 0, RUN_TIMEOUT, "the late event received")
+    _wait(
+        lambda: all(
+            r["state"] in ("success", "failed")
+            for r in world.client.dag_runs(IMPORT_DAG_ID, run_type="asset_triggered")
+        ),
+        RUN_TIMEOUT,
+        "the event runs ended",
+    )
+    (job,) = world.jobs_for_file(key)
+    (described,) = world.batch.describe_jobs(jobs=[job["jobId"]])["jobs"]
+    assert described["tags"]["run_id"] == run["dag_run_id"], "the timetable run's job, not the event's"
+    event_runs = world.client.dag_runs(IMPORT_DAG_ID, run_type="asset_triggered")
+    assert [r for r in event_runs if r["state"] != "success"] == [], event_runs
+
+
+def _waiting_messages(sqs: Any, queue_url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} after {timeout:.0f} s")
+        time.sleep(2)

@@ -20,20 +20,20 @@ TIMETABLE_RUN = ImportClaim(bucket_name=BUCKET, key=KEY, owner="csv-import-order
 
 
 class Batch:
-    """The Batch side as the operator passes it: which jobs are active, and the jobs submitted."""
+    """The Batch side as the operator passes it: which claimed jobs a run follows, and the jobs submitted."""
 
-    def __init__(self, active: tuple[str, ...] = ()) -> None:
-        self.active = set(active)
+    def __init__(self, followed: tuple[str, ...] = ()) -> None:
+        self.followed = set(followed)
         self.submitted: list[str] = []
 
     def submit(self) -> str:
         job_id = f"job-{len(self.submitted) + 1}"
         self.submitted.append(job_id)
-        self.active.add(job_id)
+        self.followed.add(job_id)
         return job_id
 
-    def is_active(self, job_id: str) -> bool:
-        return job_id in self.active
+    def follows(self, job_id: str) -> bool:
+        return job_id in self.followed
 
 
 def claim_body(s3: Any) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def claim_body(s3: Any) -> dict[str, Any]:
 
 def submit(s3: Any, claim: ImportClaim, batch: Batch, **kwargs: Any) -> tuple[str, bool]:
     return submit_once(
-        s3, claim, find_active=lambda: None, is_active=batch.is_active, submit=batch.submit, **kwargs
+        s3, claim, find_active=lambda: None, follows=batch.follows, submit=batch.submit, **kwargs
     )
 
 
@@ -66,7 +66,7 @@ def test_an_active_job_on_the_queue_is_followed_without_touching_the_claim(s3: A
     batch = Batch()
 
     answer = submit_once(
-        s3, EVENT_RUN, find_active=lambda: "job-0", is_active=batch.is_active, submit=batch.submit
+        s3, EVENT_RUN, find_active=lambda: "job-0", follows=batch.follows, submit=batch.submit
     )
 
     assert answer == ("job-0", False)
@@ -74,10 +74,10 @@ def test_an_active_job_on_the_queue_is_followed_without_touching_the_claim(s3: A
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
 
 
-def test_a_claim_whose_job_ended_is_taken_over(s3: Any) -> None:
+def test_a_claim_whose_job_is_not_followed_is_taken_over(s3: Any) -> None:
     batch = Batch()
     submit(s3, EVENT_RUN, batch)
-    batch.active.clear()  # job-1 ended (succeeded or failed)
+    batch.followed.clear()  # job-1 FAILED (or SUCCEEDED and this run reprocesses)
 
     assert submit(s3, TIMETABLE_RUN, batch) == ("job-2", True)
     assert claim_body(s3)["owner"] == TIMETABLE_RUN.owner
@@ -107,14 +107,14 @@ def test_a_failed_submit_releases_the_claim(s3: Any) -> None:
         raise RuntimeError("SubmitJob refused")
 
     with pytest.raises(RuntimeError, match="SubmitJob refused"):
-        submit_once(s3, EVENT_RUN, find_active=lambda: None, is_active=lambda _: True, submit=refused)
+        submit_once(s3, EVENT_RUN, find_active=lambda: None, follows=lambda _: True, submit=refused)
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
 
 
 def test_of_two_runs_taking_an_ended_claim_over_only_one_wins(s3: Any) -> None:
     batch = Batch()
     submit(s3, EVENT_RUN, batch)
-    batch.active.clear()
+    batch.followed.clear()
     stale = s3.get_object(Bucket=BUCKET, Key=KEY)["ETag"]
     s3.put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps({"owner": "a-third-run", "job_id": None}))
 

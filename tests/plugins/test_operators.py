@@ -579,6 +579,38 @@ class TestBatchSubmitOperatorOneJobPerImport:
         claim = aws.s3.get_object(Bucket=BUCKET, Key=job_claim_key("manifests/", IMPORT_ID))
         assert json.loads(claim["Body"].read())["job_id"] == "job-new"
 
+    @pytest.mark.parametrize(
+        ("status", "reprocess", "submits"),
+        [("SUCCEEDED", False, False), ("SUCCEEDED", True, True), ("FAILED", False, True)],
+        ids=["succeeded-is-followed-until-verified", "succeeded-with-reprocess", "failed"],
+    )
+    def test_a_claimed_job_that_ended_is_followed_only_if_it_succeeded_and_the_run_does_not_reprocess(
+        self, aws: SimpleNamespace, wait_for_job: mock.MagicMock, status: str, reprocess: bool, submits: bool
+    ) -> None:
+        # Another run's job of this import ended before that run's verify_file wrote verified.json.
+        claim_key = job_claim_key("manifests/", IMPORT_ID)
+        aws.s3.put_object(
+            Bucket=BUCKET,
+            Key=claim_key,
+            Body=json.dumps({"owner": "another-run", "job_id": "job-done"}).encode(),
+        )
+        operator = submit_operator()
+        batch = BatchStub(operator)
+        batch.lists()
+        batch.lists_import()  # no active job of the import on the queue
+        batch.describes(batch_job("job-done", status))
+        if submits:
+            batch.submits("job-new")
+        expected = "job-new" if submits else "job-done"
+        batch.monitors(batch_job(expected, "SUCCEEDED", container={"exitCode": 0}))
+
+        assert operator.execute(context(reprocess=reprocess)) == expected
+
+        batch.stubber.assert_no_pending_responses()
+        wait_for_job.assert_called_once_with(expected)
+        claim = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=claim_key)["Body"].read())
+        assert claim["job_id"] == expected
+
 
 class TestBatchSubmitOperatorDeferrable:
     """``deferrable=True``: the wait is the provider's ``BatchJobTrigger``; what the task does after it
