@@ -39,6 +39,10 @@ VENV_BIN = Path(sys.executable).parent
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 HEALTHY = "healthy"
 SQLITE_LOCKED_ATTEMPTS = 8
+# How long a write to standalone's SQLite database waits for another component's write lock before failing with
+# "database is locked" (pysqlite's default is 5 s: the scheduler, triggerer, DAG processor and API server share
+# one file, and under a busy test machine a 5 s wait lost, answering a dagRuns POST with HTTP 500).
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
 # Components /api/v2/monitor/health reports; all must be healthy before the instance is usable.
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
@@ -138,7 +142,12 @@ class AirflowStandalone:
         env.update(
             {
                 "AIRFLOW_HOME": str(self.airflow_home),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                    f"sqlite:///{self.airflow_home / 'airflow.db'}?timeout={SQLITE_BUSY_TIMEOUT_SECONDS}"
+                ),
+                # A database error's statement and cause in the API's answer, not only in its log: this instance
+                # listens on loopback for the demo and the tests, whose failures then say what failed.
+                "AIRFLOW__API__EXPOSE_STACKTRACE": "True",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
