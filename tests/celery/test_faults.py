@@ -16,7 +16,8 @@ generous deadline that only turns a hang into a failure.
 - The triggerer SIGKILLed while ``import_file`` is deferred on a held job, then started again: the new triggerer
   takes the trigger over; the run succeeds in the same try, the file verified by exactly one SubmitJob.
 - A file landed while the triggerer is stopped (its S3 event unreceived): the timetable run of its day imports
-  it; the late event's run starts no second job.
+  it; the late event's run starts no second job, also when it reaches import_file after that job SUCCEEDED and
+  before the backfill run's verify_file (it follows the claimed job and verifies its rows).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import pytest
 
 from batch_import.files import job_name_prefix
 from csv_importer.import_id import derive_import_id
+from include.demo.stack import local_client
 from tests.celery.conftest import CeleryWorld
-from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, days_ago, local_client
+from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, days_ago
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -183,9 +185,11 @@ def test_a_file_landed_while_the_triggerer_is_stopped_is_imported_by_its_days_ti
     celery_world: CeleryWorld,
 ) -> None:
     """Stopped: the triggerer (SIGKILL), so no watcher receives the file's S3 event, landed meanwhile. Checked: the
-    timetable run of the file's day (a backfill) submits its one Batch job; with the triggerer started again its
-    deferred wait ends and the run succeeds, the file verified; the late event's run then starts no second job
-    (the message is consumed, its run ends, and the one job is still the backfill run's)."""
+    timetable run of the file's day (a backfill) submits its one Batch job; that job SUCCEEDS while the run's
+    deferred wait cannot end, so the import is not verified yet: a UI trigger of the file then follows that job
+    and verifies it (no second job: the window CI once caught, opened on purpose here). With the triggerer
+    started again the backfill run succeeds; the late event's run starts no second job either (the message is
+    consumed, its run ends, and the one job is still the backfill run's)."""
     world = celery_world
     day = days_ago(55)
     key = f"{FEED.landing_prefix}{day.isoformat()}/triggerer-down.csv"
@@ -205,6 +209,29 @@ def test_a_file_landed_while_the_triggerer_is_stopped_is_imported_by_its_days_ti
         )
         world.wait_for_task(backfill_run["dag_run_id"], "import_file", state="deferred", timeout=180)
         assert _waiting_messages(sqs, queue_url) >= 1, "the file's event should wait in the queue, unreceived"
+        (job,) = world.jobs_for_file(key)
+        _wait(
+            lambda: _job_status(world, job["jobId"]) == "SUCCEEDED", RUN_TIMEOUT, "the backfill's job ended"
+        )
+        assert not world.verified(import_id), (
+            "nothing can have verified the import while the triggerer is down"
+        )
+
+        manual_id = world.client.trigger(IMPORT_DAG_ID, conf={"s3_key": key})["dag_run_id"]
+        _wait(
+            lambda: (
+                world.client.dag_run(IMPORT_DAG_ID, manual_id)["state"] in ("success", "failed")
+                or len(world.jobs_for_file(key)) > 1
+            ),
+            RUN_TIMEOUT,
+            "the UI run ended",
+        )
+        assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]], (
+            "the UI run submitted a second job"
+        )
+        manual_run = world.client.dag_run(IMPORT_DAG_ID, manual_id)
+        assert manual_run["state"] == "success", world.task_instance(manual_id, "import_file", 0)
+        assert world.verified(import_id), "the UI run should verify the rows of the job it followed"
     finally:
         world.ensure_all_running()
 
@@ -220,11 +247,15 @@ def test_a_file_landed_while_the_triggerer_is_stopped_is_imported_by_its_days_ti
         RUN_TIMEOUT,
         "the event runs ended",
     )
-    (job,) = world.jobs_for_file(key)
+    assert [j["jobId"] for j in world.jobs_for_file(key)] == [job["jobId"]]
     (described,) = world.batch.describe_jobs(jobs=[job["jobId"]])["jobs"]
     assert described["tags"]["run_id"] == run["dag_run_id"], "the timetable run's job, not the event's"
     event_runs = world.client.dag_runs(IMPORT_DAG_ID, run_type="asset_triggered")
     assert [r for r in event_runs if r["state"] != "success"] == [], event_runs
+
+
+def _job_status(world: CeleryWorld, job_id: str) -> str:
+    return str(world.batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"])
 
 
 def _waiting_messages(sqs: Any, queue_url: str) -> int:
