@@ -39,6 +39,9 @@ VENV_BIN = Path(sys.executable).parent
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 HEALTHY = "healthy"
 SQLITE_LOCKED_ATTEMPTS = 8
+# A DAG has one running backfill at a time, and the scheduler marks an ended one complete every 30 s.
+RUNNING_BACKFILL = "There is already a running backfill"
+PREVIOUS_BACKFILL_WAIT_SECONDS = 90.0
 # How long a write to standalone's SQLite database waits for another component's write lock before failing with
 # "database is locked" (pysqlite's default is 5 s: the scheduler, triggerer, DAG processor and API server share
 # one file, and under a busy test machine a 5 s wait lost, answering a dagRuns POST with HTTP 500).
@@ -388,10 +391,17 @@ class AirflowRestClient:
             "max_active_runs": max_active_runs,
         }
         attempt = 1
+        previous_deadline = time.monotonic() + PREVIOUS_BACKFILL_WAIT_SECONDS
         while True:
             try:
                 return self.request("POST", "/api/v2/backfills", json=body)
             except AirflowApiError as err:
+                if err.status_code == 409 and RUNNING_BACKFILL in str(err):
+                    # The DAG's previous backfill has ended (wait_for_backfill) but is not marked yet.
+                    if time.monotonic() > previous_deadline:
+                        raise
+                    time.sleep(3.0)
+                    continue
                 if err.status_code != 503 or attempt >= SQLITE_LOCKED_ATTEMPTS:
                     raise
                 log.info("Backfill creation refused (%s), attempt %d; retrying", err, attempt)
@@ -437,22 +447,31 @@ class AirflowRestClient:
         return [finished[run_id] for run_id in finished]
 
     def wait_for_backfill(self, backfill: Mapping[str, Any], *, timeout: float) -> list[dict[str, Any]]:
-        """Wait until the scheduler marks the backfill complete; return its runs, oldest first."""
+        """Wait until every run of the backfill has ended, or the scheduler marked it complete; return its runs,
+        oldest first.
+
+        The scheduler marks a backfill complete on a 30 s interval of its own (``_mark_backfills_complete``), so
+        its runs' states answer sooner; the API creates every run of a backfill before it answers the creation.
+        A backfill that made no run (each date had one) ends when it is marked.
+        """
         deadline = time.monotonic() + timeout
-        while self.backfill(backfill["id"]).get("completed_at") is None:
+        while True:
+            runs = self.dag_runs(
+                backfill["dag_id"],
+                run_type="backfill",
+                logical_date_gte=backfill["from_date"],
+                logical_date_lte=backfill["to_date"],
+                order_by="logical_date",
+            )
+            if runs and all(run["state"] in TERMINAL_RUN_STATES for run in runs):
+                return runs
+            if self.backfill(backfill["id"]).get("completed_at") is not None:
+                return runs
             if time.monotonic() > deadline:
                 raise AirflowStandaloneError(
                     f"backfill {backfill['id']} of {backfill['dag_id']} not complete after {timeout:.0f} s"
                 )
             time.sleep(3)
-        runs = self.dag_runs(
-            backfill["dag_id"],
-            run_type="backfill",
-            logical_date_gte=backfill["from_date"],
-            logical_date_lte=backfill["to_date"],
-            order_by="logical_date",
-        )
-        return runs
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self.request(

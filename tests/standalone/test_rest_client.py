@@ -127,3 +127,40 @@ def test_the_dag_is_unpaused_when_the_backfill_is_refused(serve: object) -> None
 
     assert server.calls[-1] == "PATCH /api/v2/dags/d"
     assert server.bodies[-1] == {"is_paused": False}
+
+
+def test_a_backfill_whose_runs_all_ended_is_done_before_the_scheduler_marks_it(
+    serve: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(airflow_standalone.time, "sleep", lambda _seconds: None)
+    backfill = {"id": 5, "dag_id": "d", "from_date": "2026-01-01", "to_date": "2026-01-02"}
+    running = (
+        200,
+        {"dag_runs": [{"dag_run_id": "a", "state": "success"}, {"dag_run_id": "b", "state": "running"}]},
+    )
+    unmarked = (200, {**backfill, "completed_at": None})
+    ended = (
+        200,
+        {"dag_runs": [{"dag_run_id": "a", "state": "success"}, {"dag_run_id": "b", "state": "failed"}]},
+    )
+    server, client = serve([running, unmarked, ended])  # type: ignore[operator]
+
+    runs = client.wait_for_backfill(backfill, timeout=60)
+
+    assert [run["state"] for run in runs] == ["success", "failed"]
+    assert server.calls == [
+        "GET /api/v2/dags/d/dagRuns",
+        "GET /api/v2/backfills/5",
+        "GET /api/v2/dags/d/dagRuns",
+    ]
+
+
+def test_a_backfill_is_created_once_the_dags_previous_one_is_marked_complete(
+    serve: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(airflow_standalone.time, "sleep", lambda _seconds: None)
+    unmarked = (409, {"detail": "There is already a running backfill for dag d"})
+    server, client = serve([unmarked, unmarked, (200, {"id": 8, "dag_id": "d"})])  # type: ignore[operator]
+
+    assert client.create_backfill("d", from_date="2026-01-01", to_date="2026-01-02")["id"] == 8
+    assert server.calls == ["POST /api/v2/backfills"] * 3
