@@ -22,8 +22,6 @@ generous deadline that only turns a hang into a failure.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -33,7 +31,7 @@ from batch_import.files import job_name_prefix
 from csv_importer.import_id import derive_import_id
 from include.demo.stack import local_client
 from tests.celery.conftest import CeleryWorld
-from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, days_ago
+from tests.fixtures.held_jobs import FEED, IMPORT_DAG_ID, days_ago, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -219,7 +217,7 @@ def test_a_file_landed_while_the_triggerer_is_stopped_is_imported_by_its_days_ti
         world.wait_for_task(backfill_run["dag_run_id"], "import_file", state="deferred", timeout=180)
         assert _waiting_messages(sqs, queue_url) >= 1, "the file's event should wait in the queue, unreceived"
         (job,) = world.jobs_for_file(key)
-        _wait(
+        wait_for(
             lambda: _job_status(world, job["jobId"]) == "SUCCEEDED", RUN_TIMEOUT, "the backfill's job ended"
         )
         assert not world.verified(import_id), (
@@ -227,7 +225,7 @@ def test_a_file_landed_while_the_triggerer_is_stopped_is_imported_by_its_days_ti
         )
 
         manual_id = world.client.trigger(IMPORT_DAG_ID, conf={"s3_key": key})["dag_run_id"]
-        _wait(
+        wait_for(
             lambda: (
                 world.client.dag_run(IMPORT_DAG_ID, manual_id)["state"] in ("success", "failed")
                 or len(world.jobs_for_file(key)) > 1
@@ -247,8 +245,8 @@ def test_a_file_landed_while_the_triggerer_is_stopped_is_imported_by_its_days_ti
     (run,) = world.client.wait_for_backfill(backfill, timeout=RUN_TIMEOUT)
     assert run["state"] == "success", world.task_instance(run["dag_run_id"], "import_file", 0)
     assert world.verified(import_id), f"{key} has no verification marker"
-    _wait(lambda: _waiting_messages(sqs, queue_url) == 0, RUN_TIMEOUT, "the late event received")
-    _wait(
+    wait_for(lambda: _waiting_messages(sqs, queue_url) == 0, RUN_TIMEOUT, "the late event received")
+    wait_for(
         lambda: all(
             r["state"] in ("success", "failed")
             for r in world.client.dag_runs(IMPORT_DAG_ID, run_type="asset_triggered")
@@ -275,11 +273,3 @@ def _waiting_messages(sqs: Any, queue_url: str) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(
         attributes["ApproximateNumberOfMessagesNotVisible"]
     )
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout:.0f} s")
-        time.sleep(2)

@@ -9,8 +9,7 @@ wait has a generous deadline and nothing asserts on wall-clock time.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -24,7 +23,7 @@ from include.airflow_standalone import AirflowRestClient
 from include.demo.stack import ProvisionedStack, provisioned_stack
 from tests.e2e.conftest import csv_text
 from tests.fixtures.feeds import first_feed
-from tests.fixtures.held_jobs import BATCH_STATUSES
+from tests.fixtures.held_jobs import BATCH_STATUSES, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -114,14 +113,6 @@ class EventStack:
 
 def job_environment(job: dict[str, Any]) -> dict[str, str]:
     return {entry["name"]: entry["value"] for entry in job.get("container", {}).get("environment", [])}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout:.0f} s")
-        time.sleep(2)
 
 
 def s3_event_body(bucket: str, key: str) -> str:
