@@ -352,7 +352,7 @@ class BatchSubmitOperator(BatchOperator):
         if own is not None:
             self._attach(context, own["jobId"], f"already submitted in this run ({own.get('status')})")
             return
-        reprocess = bool(context["params"].get("reprocess"))
+        reprocess = bool((context.get("params") or {}).get("reprocess"))
         claim = ImportClaim(
             bucket_name=self.bucket_name,
             key=files.job_claim_key(self.manifest_prefix, self.import_id),
