@@ -69,7 +69,7 @@ def submit_once(
     wait_seconds: float = WAIT_SECONDS,
     pause_seconds: float = PAUSE_SECONDS,
 ) -> tuple[str, bool]:
-    """The job id to wait on, and whether this call submitted it (False: another run's active job is followed).
+    """The job id to wait on, and whether this call submitted it (False: another run's job is followed).
 
     :param find_active: the id of an active job of the import on the queue, or None
     :param follows: whether to wait on the job id the claim names instead of submitting another
